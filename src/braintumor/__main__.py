@@ -1,0 +1,5 @@
+import sys
+
+from braintumor.cli import main
+
+sys.exit(main())

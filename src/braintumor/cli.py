@@ -1,0 +1,173 @@
+"""Command line: parses arguments and hands each subcommand to the package that owns it.
+
+Each subcommand has its own ``_add_<name>`` function below; the work lives in the module
+named by its ``handler`` (``module:function`` taking the parsed args, returning an exit code),
+imported only when that subcommand runs so ``braintumor --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from braintumor import DISCLAIMER, __version__
+
+
+def _handler(parser: argparse.ArgumentParser, target: str) -> None:
+    parser.set_defaults(handler=target)
+
+
+def _data_default() -> str | None:
+    return os.environ.get("DATA")
+
+
+def _add_audit(sub) -> None:
+    p = sub.add_parser("audit", help="count, check and find duplicates/leakage in a dataset")
+    p.add_argument("data", nargs="?", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--json", dest="json_out", help="write the full report as JSON here")
+    p.add_argument("--leak-free-manifest", help="write test images with no duplicate in training (CSV)")
+    p.add_argument("--hash-distance", type=int, default=None, help="max Hamming distance of candidate pairs")
+    p.add_argument("--min-correlation", type=float, default=None, help="thumbnail correlation that confirms a pair")
+    p.add_argument("--custom-classes", action="store_true", help="accept class names beyond the canonical four")
+    _handler(p, "braintumor.data.audit:audit_command")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model from scratch")
+    p.add_argument("--config", help="YAML or TOML file with any of the options below")
+    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--model", help="model name from the registry (default: braintumor-net)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--class-weights", choices=["on", "off"])
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
+    p.add_argument("--devices", help="Lightning devices, e.g. 1, 4 or auto")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed, 16-mixed")
+    p.add_argument("--num-threads", type=int, help="torch CPU threads")
+    p.add_argument("--export-bundle", help="also write the trained model as a bundle here")
+    _handler(p, "braintumor.training.run:train_command")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="metrics, figures and an HTML report on a dataset split")
+    p.add_argument("--model", help="model bundle or checkpoint (default: the bundled model)")
+    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--split", default="Testing", help="which split to evaluate (default: Testing)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--audit", help="audit JSON to take leakage from (computed when absent)")
+    p.add_argument("--no-gallery", action="store_true", help="skip the misclassified-image gallery")
+    _handler(p, "braintumor.evaluation.evaluate:evaluate_command")
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="headline metrics of several models on the same data")
+    p.add_argument("models", nargs="+", help="run directories, bundles or evaluation folders")
+    p.add_argument("--data", default=_data_default())
+    p.add_argument("--split", default="Testing")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    _handler(p, "braintumor.evaluation.compare:compare_command")
+
+
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM (and other) heatmaps over scans")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--model", help="model bundle (default: the bundled model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--method", default="gradcam",
+                   help="gradcam, gradcam++, guided-gradcam, occlusion, integrated-gradients")
+    p.add_argument("--target-class", help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", help="layer name to explain (default: the model's last conv)")
+    p.add_argument("--colormap", default="jet")
+    p.add_argument("--alpha", type=float, default=0.45, help="overlay opacity")
+    p.add_argument("--save-npy", action="store_true", help="also save the raw map as .npy")
+    p.add_argument("--batch-size", type=int, default=16)
+    _handler(p, "braintumor.explain.command:explain_command")
+
+
+def _add_explain_check(sub) -> None:
+    p = sub.add_parser("explain-check", help="sanity, faithfulness and localisation of heatmaps")
+    p.add_argument("--model", help="model bundle (default: the bundled model)")
+    p.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
+    p.add_argument("--split", default="Testing")
+    p.add_argument("--masks", help="folder of binary tumour masks mirroring the dataset layout")
+    p.add_argument("--methods", default="gradcam", help="comma-separated methods")
+    p.add_argument("--limit", type=int, default=200, help="images per check")
+    p.add_argument("--out", help="write the figures as JSON here")
+    _handler(p, "braintumor.explain.evidence:explain_check_command")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify scans (research use, not a diagnosis)")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--model", help="model bundle or .onnx file (default: the bundled model)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--explain", metavar="DIR", help="also write Grad-CAM overlays here")
+    p.add_argument("--batch-size", type=int, default=32)
+    _handler(p, "braintumor.inference.command:predict_command")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX")
+    p.add_argument("--model", help="model bundle (default: the bundled model)")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", required=True)
+    _handler(p, "braintumor.inference.onnx_export:export_command")
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="REST API and web page")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="model bundle (default: the bundled model)")
+    p.add_argument("--api-key", default=None, help="require this key (or $BRAINTUMOR_API_KEY)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
+    p.add_argument("--workers", type=int, default=1)
+    _handler(p, "braintumor.serve.app:serve_command")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="braintumor",
+        description="Brain MRI slice classification with Grad-CAM evidence. " + DISCLAIMER,
+    )
+    parser.add_argument("--version", action="version", version=f"braintumor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_audit, _add_train, _add_evaluate, _add_compare, _add_explain,
+                _add_explain_check, _add_predict, _add_export, _add_serve):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    module_name, func_name = args.handler.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

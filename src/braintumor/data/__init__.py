@@ -1,0 +1,1 @@
+"""Everything on the data's path before the model: reading, preprocessing, caching, auditing."""

@@ -1,0 +1,1 @@
+"""Heatmaps that show why the model decided, and the evidence that they are faithful."""

@@ -1,0 +1,1 @@
+"""Prediction for people and programs: Predictor API, CLI, ONNX export."""

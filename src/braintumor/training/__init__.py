@@ -1,0 +1,1 @@
+"""Training from scratch with PyTorch Lightning, on batches from the decoded cache."""
