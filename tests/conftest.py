@@ -1,0 +1,96 @@
+"""Shared fixtures: synthetic MRI-like slices and datasets, and the real dataset's location.
+
+Unit tests never need the Kaggle images; tests marked ``dataset`` read a few of them from
+``$DATA`` (default ``../shared/datasets/brain-tumor-mri``) and skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+# Where each synthetic class puts its bright blob (row, col as fractions); notumor has none.
+BLOB_CENTRES = {"glioma": (0.35, 0.35), "meningioma": (0.35, 0.68), "pituitary": (0.68, 0.5)}
+
+
+def make_slice(size: int = 96, seed: int = 0, blob: tuple[float, float] | None = None,
+               blob_radius: float = 0.09, pad: int = 0) -> np.ndarray:
+    """A head-like slice: dark background, textured ellipse, optional bright blob."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    cy, cx = 0.5 + rng.uniform(-0.03, 0.03), 0.5 + rng.uniform(-0.03, 0.03)
+    ry, rx = 0.40 + rng.uniform(-0.03, 0.03), 0.33 + rng.uniform(-0.03, 0.03)
+    head = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    img = np.zeros((size, size), np.float64)
+    img[head] = 90 + 25 * np.sin(xx[head] * rng.uniform(10, 30)) + rng.normal(0, 8, head.sum())
+    if blob is not None:
+        by, bx = blob[0] + rng.uniform(-0.04, 0.04), blob[1] + rng.uniform(-0.04, 0.04)
+        in_blob = (yy - by) ** 2 + (xx - bx) ** 2 <= blob_radius**2
+        img[in_blob] = 230
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if pad:
+        out = np.pad(out, pad)
+    return out
+
+
+def blob_mask(size: int, seed: int, label: str, blob_radius: float = 0.09) -> np.ndarray:
+    """The ground-truth blob of ``make_slice(size, seed, BLOB_CENTRES[label])``."""
+    img = make_slice(size, seed, BLOB_CENTRES.get(label), blob_radius)
+    return img >= 230
+
+
+def make_dataset(root: Path, n_per_class: int = 6, size: int = 64,
+                 splits: tuple[str, ...] = ("Training", "Testing"), seed: int = 0,
+                 ext: str = ".png") -> Path:
+    """Kaggle-layout folder ``root/<split>/<class>/*.png`` whose class is the blob's position."""
+    k = seed * 100_000
+    for split in splits:
+        for label in CLASSES:
+            d = root / split / label
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n_per_class):
+                k += 1
+                Image.fromarray(make_slice(size, k, BLOB_CENTRES.get(label))).save(d / f"{label}_{k}{ext}")
+    return root
+
+
+@pytest.fixture
+def synthetic_slice():
+    return make_slice
+
+
+@pytest.fixture
+def synthetic_mask():
+    return blob_mask
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path):
+    """Factory: ``synthetic_dataset(n_per_class=6, size=64, ...)`` -> dataset root."""
+
+    def factory(**kwargs) -> Path:
+        return make_dataset(tmp_path / "dataset", **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def cache_root(tmp_path, monkeypatch) -> Path:
+    """A private decoded-cache folder, so tests never touch ~/.cache."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("BRAINTUMOR_CACHE", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("DATA", REPO.parent / "shared" / "datasets" / "brain-tumor-mri"))
+    if not (root / "Training").is_dir():
+        pytest.skip(f"dataset not found at {root} (set DATA)")
+    return root
