@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,9 +28,12 @@ import numpy as np
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import CropInfo, PreprocessConfig, preprocess
-from braintumor.data.readers import read_image
+from braintumor.data.readers import READER_VERSION, read_image
 
 CACHE_FORMAT = 1
+# A file modified this recently may be modified again within the same mtime tick without its
+# (size, mtime) changing, so its hash is not remembered ("racy git", see git's racy-git.txt).
+RACY_WINDOW_NS = 2_000_000_000
 
 
 def default_cache_root() -> Path:
@@ -95,8 +99,9 @@ class _HashMemo:
         if rec and rec[0] == st.st_size and rec[1] == st.st_mtime_ns:
             return rec[2]
         digest = _hash_file(path)
-        self.known[key] = [st.st_size, st.st_mtime_ns, digest]
-        self.dirty = True
+        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS:
+            self.known[key] = [st.st_size, st.st_mtime_ns, digest]
+            self.dirty = True
         return digest
 
     def save(self) -> None:
@@ -137,33 +142,43 @@ def build_cache(
     root = Path(cache_root) if cache_root else default_cache_root()
     root.mkdir(parents=True, exist_ok=True)
     memo = _HashMemo(root)
-    hashes = [memo.get(Path(s.path)) for s in samples]
+    hashes: list[str | None] = []
+    unreadable: dict[int, str] = {}
+    for i, s in enumerate(samples):
+        try:
+            hashes.append(memo.get(Path(s.path)))
+        except OSError as exc:  # vanished or unreadable since discovery: report, go on
+            hashes.append(None)
+            unreadable[i] = f"cannot read file ({exc.strerror or exc.__class__.__name__})"
     memo.save()
     h = hashlib.sha256()
-    h.update(f"format={CACHE_FORMAT};pre={cfg.key()};".encode())
-    for s, digest in zip(samples, hashes):
-        h.update(f"{digest}|{s.label}|{s.split}\n".encode())
+    h.update(f"format={CACHE_FORMAT};reader={READER_VERSION};pre={cfg.key()};".encode())
+    for i, (s, digest) in enumerate(zip(samples, hashes, strict=True)):
+        h.update(f"{digest or 'unreadable:' + unreadable[i]}|{s.label}|{s.split}\n".encode())
     key = h.hexdigest()[:24]
     entry = root / key
-    if (entry / "meta.json").is_file():
-        return _open_entry(entry, cfg)
-    _build_entry(entry, samples, hashes, cfg, key, workers, progress)
-    return _open_entry(entry, cfg)
+    if not (entry / "meta.json").is_file():
+        _build_entry(entry, samples, hashes, unreadable, cfg, key, workers, progress)
+    return _open_entry(entry, cfg, samples)
 
 
-def _build_entry(entry, samples, hashes, cfg, key, workers, progress) -> None:
+def _build_entry(entry, samples, hashes, unreadable, cfg, key, workers, progress) -> None:
     from tqdm.auto import tqdm
 
-    jobs = [(str(s.path), cfg.to_dict()) for s in samples]
+    todo = [i for i in range(len(samples)) if i not in unreadable]
+    jobs = [(str(samples[i].path), cfg.to_dict()) for i in todo]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) > 64:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(
+            decoded = list(
                 tqdm(pool.map(_decode_one, jobs, chunksize=32), total=len(jobs),
                      disable=not progress, desc="decoding", unit="img")
             )
     else:
-        results = [_decode_one(j) for j in tqdm(jobs, disable=not progress, desc="decoding")]
+        decoded = [_decode_one(j) for j in tqdm(jobs, disable=not progress, desc="decoding")]
+    results: list[tuple] = [(None, None, unreadable.get(i)) for i in range(len(samples))]
+    for i, r in zip(todo, decoded, strict=True):
+        results[i] = r
     keep = [i for i, r in enumerate(results) if r[0] is not None]
     size = cfg.image_size
     tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{key}-"))
@@ -184,7 +199,9 @@ def _build_entry(entry, samples, hashes, cfg, key, workers, progress) -> None:
             "splits": [samples[i].split for i in keep],
             "crops": [results[i][1] for i in keep],
             "hashes": [hashes[i] for i in keep],
+            "kept": keep,
             "failed": [[str(samples[i].path), r[2]] for i, r in enumerate(results) if r[0] is None],
+            "failed_indices": [i for i, r in enumerate(results) if r[0] is None],
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
@@ -196,19 +213,28 @@ def _build_entry(entry, samples, hashes, cfg, key, workers, progress) -> None:
         raise
 
 
-def _open_entry(entry: Path, cfg: PreprocessConfig) -> CachedDataset:
+def _open_entry(entry: Path, cfg: PreprocessConfig, samples: Sequence[Sample]) -> CachedDataset:
     meta = json.loads((entry / "meta.json").read_text())
     images = np.load(entry / "images.npy", mmap_mode="r")
     crops = [CropInfo(tuple(c[0]), c[1], c[2], c[3]) for c in meta["crops"]]
+    paths, failed = meta["paths"], [tuple(x) for x in meta["failed"]]
+    if "kept" in meta and len(meta["kept"]) + len(meta["failed_indices"]) == len(samples):
+        # The key is content, not location: a moved or copied dataset hits the same entry,
+        # so report the paths the caller gave now, not the ones seen at build time.
+        paths = [str(samples[i].path) for i in meta["kept"]]
+        failed = [
+            (str(samples[i].path), reason)
+            for i, (_, reason) in zip(meta["failed_indices"], meta["failed"], strict=True)
+        ]
     return CachedDataset(
         images=images,
         labels=meta["labels"],
-        paths=meta["paths"],
+        paths=paths,
         splits=meta["splits"],
         crops=crops,
         content_hashes=meta["hashes"],
         config=cfg,
         key=meta["key"],
-        failed=[tuple(x) for x in meta["failed"]],
+        failed=failed,
         directory=entry,
     )

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from braintumor.data.labels import CANONICAL_CLASSES, canonical_label
+from braintumor.data.labels import CANONICAL_CLASSES, UnknownClassError, canonical_label
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".dcm", ".dicom"}
 
@@ -54,7 +54,8 @@ class DatasetIndex:
 
     @property
     def splits(self) -> list[str]:
-        return sorted({s.split for s in self.samples if s.split}, key=["train", "val", "test"].index)
+        order = ["train", "val", "test"]
+        return sorted({s.split for s in self.samples if s.split}, key=order.index)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{split or "all": {class: n}}."""
@@ -101,7 +102,8 @@ def discover(source: str | Path, custom_classes: bool = False) -> DatasetIndex:
     skipped: list[tuple[str, str]] = []
     if split_dirs:
         for sd in split_dirs:
-            _scan_class_dirs(sd, root, SPLIT_NAMES[sd.name.lower()], custom_classes, samples, skipped)
+            split = SPLIT_NAMES[sd.name.lower()]
+            _scan_class_dirs(sd, root, split, custom_classes, samples, skipped)
     else:
         _scan_class_dirs(root, root, None, custom_classes, samples, skipped)
     if not samples:
@@ -122,7 +124,10 @@ def _scan_class_dirs(
     for class_dir in sorted(parent.iterdir()):
         if not class_dir.is_dir() or class_dir.name.startswith("."):
             continue
-        label = canonical_label(class_dir.name, custom=custom)
+        try:
+            label = canonical_label(class_dir.name, custom=custom)
+        except UnknownClassError as exc:  # say which folder, not just which name
+            raise UnknownClassError(f"{class_dir}: {exc}") from None
         for path in sorted(class_dir.rglob("*")):
             if not path.is_file() or _hidden(path, root):
                 continue
@@ -136,7 +141,8 @@ def _from_manifest(csv_path: Path, custom: bool) -> DatasetIndex:
     base = csv_path.parent
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
-    with csv_path.open(newline="") as f:
+    # utf-8-sig: spreadsheet programs save CSVs with a byte-order mark before "path".
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         cols = {c.strip().lower() for c in reader.fieldnames or []}
         if not {"path", "label"} <= cols:
@@ -148,8 +154,19 @@ def _from_manifest(csv_path: Path, custom: bool) -> DatasetIndex:
             if not p.is_file():
                 skipped.append((str(p), f"listed on line {line} of {csv_path.name} but missing"))
                 continue
-            split = SPLIT_NAMES.get(row.get("split", "").lower()) if row.get("split") else None
-            samples.append(Sample(p, canonical_label(row["label"], custom=custom), split))
+            split = None
+            if row.get("split"):
+                split = SPLIT_NAMES.get(row["split"].lower())
+                if split is None:  # a typo must not silently move images into the pool
+                    raise DatasetError(
+                        f"{csv_path}, line {line}: unknown split {row['split']!r} "
+                        "(expected train, val or test)"
+                    )
+            try:
+                label = canonical_label(row["label"], custom=custom)
+            except UnknownClassError as exc:
+                raise UnknownClassError(f"{csv_path}, line {line}: {exc}") from None
+            samples.append(Sample(p, label, split))
     if not samples:
         raise DatasetError(f"{csv_path}: manifest lists no existing image")
     return DatasetIndex(base, samples, _order_classes({s.label for s in samples}), skipped)

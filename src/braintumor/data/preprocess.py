@@ -94,7 +94,12 @@ def find_head_box(pixels: np.ndarray, cfg: PreprocessConfig) -> tuple[int, int, 
     top, bottom = int(rows[0]) * step, min(h, (int(rows[-1]) + 1) * step)
     left, right = int(cols[0]) * step, min(w, (int(cols[-1]) + 1) * step)
     margin = int(round(cfg.crop_margin * max(bottom - top, right - left)))
-    return (max(0, top - margin), max(0, left - margin), min(h, bottom + margin), min(w, right + margin))
+    return (
+        max(0, top - margin),
+        max(0, left - margin),
+        min(h, bottom + margin),
+        min(w, right + margin),
+    )
 
 
 def preprocess(pixels: np.ndarray, cfg: PreprocessConfig | None = None) -> Preprocessed:
@@ -116,7 +121,9 @@ def preprocess(pixels: np.ndarray, cfg: PreprocessConfig | None = None) -> Prepr
     size = cfg.image_size
     if side != size:
         # Pillow's bilinear filter widens its support when shrinking, i.e. it antialiases.
-        canvas = np.asarray(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
+        # np.array, not asarray: Pillow's buffer is read-only, the canvas above is not, and
+        # callers should get the same kind of array whichever branch ran.
+        canvas = np.array(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
     return Preprocessed(np.ascontiguousarray(canvas), CropInfo((h, w), sq_top, sq_left, side))
 
 
@@ -141,9 +148,9 @@ def map_to_original(heatmap: np.ndarray, crop: CropInfo) -> np.ndarray:
     if heat.shape != (side, side):
         heat = np.asarray(Image.fromarray(heat, mode="F").resize((side, side), Image.BILINEAR))
     out = np.zeros((h, w), dtype=np.float32)
-    t, l = crop.top, crop.left
-    dst_t, dst_l = max(0, t), max(0, l)
-    dst_b, dst_r = min(h, t + side), min(w, l + side)
+    top, left = crop.top, crop.left
+    dst_t, dst_l = max(0, top), max(0, left)
+    dst_b, dst_r = min(h, top + side), min(w, left + side)
     if dst_b > dst_t and dst_r > dst_l:
-        out[dst_t:dst_b, dst_l:dst_r] = heat[dst_t - t : dst_b - t, dst_l - l : dst_r - l]
+        out[dst_t:dst_b, dst_l:dst_r] = heat[dst_t - top : dst_b - top, dst_l - left : dst_r - left]
     return out

@@ -1,16 +1,35 @@
-"""The reader interface: every format yields a 2-D uint8 grayscale slice plus metadata."""
+"""The reader interface: every format yields a 2-D uint8 grayscale slice plus metadata.
+
+Checks that apply to every format live here too, so a 1x1 PNG and a 1x1 DICOM are refused
+with the same words.
+"""
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from braintumor.data.errors import ImageReadError, ImageReadWarning
+
+# Bump whenever a reader may return different pixels for the same file: it is part of the
+# decoded cache's key, so entries built by an older reader are never served.
+READER_VERSION = 1
 # Larger than any MRI slice (4096 x 4096 is already generous), small enough that a forged
 # header cannot make us allocate gigabytes.
 DEFAULT_MAX_PIXELS = 50_000_000
+# Below this many pixels on a side there is no anatomy to classify (thumbnails, icons,
+# tracking pixels); the brain crop needs a few pixels to work with as well.
+MIN_SIDE = 8
+# A slice whose intensity standard deviation, after conversion to uint8, is below this
+# fraction of the full range (255) carries no image: a blank export, a black frame.
+BLANK_STD_FRACTION = 1e-3
+# Percentiles that define the "robust range" used to scale data deeper than 8 bits (16-bit
+# PNG/TIFF, DICOM without a window): a few hot pixels must not squash the rest to black.
+ROBUST_PERCENTILES = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -26,12 +45,18 @@ class ImageMeta:
     format: str  # "JPEG", "PNG", "DICOM", ...
     mode: str = ""  # pixel mode as stored, e.g. "L", "RGB", "I;16", "MONOCHROME2"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    n_frames: int = 1  # frames in the file; only the first is read
 
 
 @dataclass(frozen=True)
 class LoadedImage:
     pixels: np.ndarray  # (H, W) uint8
     meta: ImageMeta
+
+    def __repr__(self) -> str:
+        # The default repr would print the whole pixel array into logs.
+        h, w = self.pixels.shape
+        return f"LoadedImage({w}x{h} uint8, meta={self.meta!r})"
 
 
 class ImageReader(ABC):
@@ -46,3 +71,63 @@ class ImageReader(ABC):
     @abstractmethod
     def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
         """Decode ``data``; raise :class:`~braintumor.data.errors.ImageReadError` on bad input."""
+
+
+def check_geometry(source: str, height: int, width: int, max_pixels: int) -> None:
+    """Refuse sizes no slice has, from the header alone, before any pixel is decoded."""
+    if height * width > max_pixels:
+        raise ImageReadError(
+            source,
+            f"image is {width}x{height} pixels ({width * height:,}), above the limit of "
+            f"{max_pixels:,} pixels (max_pixels); refusing to decode a possible "
+            "decompression bomb",
+        )
+    if min(height, width) < MIN_SIDE:
+        raise ImageReadError(
+            source,
+            f"image is {width}x{height} pixels; a slice needs at least {MIN_SIDE} px on each side",
+        )
+
+
+def check_content(source: str, pixels: np.ndarray) -> None:
+    """Refuse a decoded slice that holds no image (constant or near-constant intensity)."""
+    check_geometry(source, *pixels.shape, max_pixels=pixels.size)
+    std = float(pixels.std(dtype=np.float64))
+    if std < BLANK_STD_FRACTION * 255:
+        level = int(np.median(pixels))
+        raise ImageReadError(
+            source,
+            f"image is blank (constant intensity: every pixel is about {level}/255, "
+            f"standard deviation {std:.3g})",
+        )
+
+
+def robust_range(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) of ``values`` between the robust percentiles, widened to min/max if flat.
+
+    Falling back to min/max keeps a mostly-constant image with a small bright region (all
+    of it inside the top 0.5%) from collapsing to one grey level.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(finite, ROBUST_PERCENTILES))
+    if hi <= lo:
+        lo, hi = float(finite.min()), float(finite.max())
+    return lo, hi
+
+
+def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``[lo, hi]`` linearly onto 0..255, clipping outside; NaN becomes 0."""
+    a = np.asarray(values, dtype=np.float64)
+    if hi <= lo:  # constant image: all zero, which check_content then calls blank
+        return np.zeros(a.shape, dtype=np.uint8)
+    out = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255)
+    out = np.nan_to_num(out, nan=0.0)
+    return (out + 0.5).astype(np.uint8)
+
+
+def warn(source: str, message: str) -> str:
+    """Emit an :class:`ImageReadWarning` and return the message for ``ImageMeta.warnings``."""
+    warnings.warn(f"{source}: {message}", ImageReadWarning, stacklevel=3)
+    return message

@@ -1,0 +1,245 @@
+"""Prediction latency and throughput on this CPU: PyTorch eager vs ONNX Runtime, side by side.
+
+What is measured (all through the public ``Predictor``, so the figures are what users get):
+
+- ``single_e2e``: one image, from a file path on disk to calibrated probabilities (read,
+  decode, brain crop, resize, forward, softmax): p50 / p95 / mean over ``--runs`` calls
+  after ``--warmup`` calls, cycling through different real files;
+- ``single_model``: the forward pass alone on one preprocessed image;
+- ``batch``: images/s at ``--batch-size``, model only and end to end from paths;
+- ``gradcam_e2e``: one image from path to probabilities plus Grad-CAM heatmap and overlay
+  (PyTorch weights; the ONNX graph has no gradients).
+
+Without a bundled model, a freshly initialised braintumor-net at the default image size is
+measured instead: same architecture, same FLOPs, so the same time; the JSON says which.
+
+    OMP_NUM_THREADS=2 python benchmarks/predict_latency.py --data $DATA
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+TARGETS_MS = {"single_e2e": 20.0, "gradcam_e2e": 60.0}
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "mean_ms": float(ms.mean()), "runs": len(ms)}
+
+
+def _time_calls(fn, items: list, runs: int, warmup: int) -> list[float]:
+    for i in range(warmup):
+        fn(items[i % len(items)])
+    out = []
+    for i in range(runs):
+        item = items[i % len(items)]
+        t0 = time.perf_counter()
+        fn(item)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _throughput(fn, batch, repeats: int, n: int) -> float:
+    fn(batch)  # warm-up (allocations, ORT arena)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn(batch)
+    return n * repeats / (time.perf_counter() - t0)
+
+
+def _image_files(data: str | None, n: int, tmp: Path) -> tuple[list[str], str]:
+    """Up to ``n`` real test scans, or synthetic 512x512 JPEGs when no dataset is at hand."""
+    if data and Path(data).is_dir():
+        from braintumor.data.datasets import discover
+
+        index = discover(data)
+        samples = index.split("test") or index.samples
+        step = max(1, len(samples) // n)
+        files = [str(s.path) for s in samples[::step][:n]]
+        return files, f"{len(files)} scans from {index.root}"
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        yy, xx = np.mgrid[0:512, 0:512] / 512
+        head = ((yy - 0.5) / 0.4) ** 2 + ((xx - 0.5) / 0.33) ** 2 <= 1
+        img = np.where(head, 90 + rng.normal(0, 20, head.shape), 0).clip(0, 255).astype(np.uint8)
+        path = tmp / f"synthetic_{i}.jpg"
+        Image.fromarray(img).save(path, quality=90)
+        files.append(str(path))
+    return files, f"{n} synthetic 512x512 JPEGs (no dataset found)"
+
+
+def _model_source(model: str | None, tmp: Path) -> tuple[str, str]:
+    """The bundle to measure, and a note saying which one it is."""
+    from braintumor.models.bundle import CARD_NAME, bundled_model_path
+
+    if model:
+        return model, f"bundle {model}"
+    if (bundled_model_path() / CARD_NAME).is_file():
+        return str(bundled_model_path()), "the bundled model"
+    import torch
+
+    from braintumor.data.labels import CANONICAL_CLASSES
+    from braintumor.data.preprocess import PreprocessConfig
+    from braintumor.models import create_model, save_bundle
+
+    torch.manual_seed(0)
+    path = save_bundle(create_model("braintumor-net"), tmp / "random-bundle",
+                       model_name="braintumor-net", classes=list(CANONICAL_CLASSES),
+                       preprocess=PreprocessConfig())
+    return str(path), ("freshly initialised braintumor-net (no bundled model yet): same "
+                       "architecture and FLOPs as the trained one, so the same latency")
+
+
+def _machine(threads: int) -> dict:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run(args) -> dict:
+    import torch
+
+    from braintumor.data.preprocess import preprocess
+    from braintumor.data.readers import read_image
+    from braintumor.inference.predictor import Predictor
+    from braintumor.models import load_bundle
+    from braintumor.models.registry import model_info
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bundle, model_note = _model_source(args.model, tmp)
+        files, data_note = _image_files(args.data, max(args.batch_size, 32), tmp)
+        loaded = load_bundle(bundle)
+        info = model_info(loaded.model, loaded.preprocess.image_size)
+        predictors = {
+            "torch": Predictor.from_loaded(loaded),
+            "onnx": Predictor.load(bundle, backend="onnx", threads=threads),
+        }
+        prepared = [preprocess(read_image(f).pixels, loaded.preprocess).image for f in files]
+        batch = np.stack(prepared[: args.batch_size])
+        results: dict[str, dict] = {}
+        for name, pred in predictors.items():
+            print(f"measuring {name} …", file=sys.stderr)
+            r: dict[str, dict | float] = {}
+            r["single_e2e"] = _percentiles(_time_calls(pred.predict_one, files, args.runs,
+                                                       args.warmup))
+            r["single_model"] = _percentiles(_time_calls(
+                lambda im, p=pred: p.logits(im[None]), prepared, args.runs, args.warmup))
+            repeats = max(3, args.runs // 20)
+            r["batch_model_img_per_s"] = _throughput(pred.logits, batch, repeats,
+                                                     len(batch))
+            r["batch_e2e_img_per_s"] = _throughput(
+                lambda fs, p=pred: p.predict(fs, batch_size=args.batch_size),
+                files[: args.batch_size], repeats, args.batch_size)
+            results[name] = r
+        print("measuring Grad-CAM …", file=sys.stderr)
+        gradcam = _percentiles(_time_calls(
+            lambda f: predictors["torch"].predict_one(f, explain=True), files,
+            args.gradcam_runs, args.warmup))
+        results["torch"]["gradcam_e2e"] = gradcam
+    load_after = os.getloadavg()
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/predict_latency.py " + " ".join(sys.argv[1:]),
+        "model": {"name": loaded.name, "checksum": loaded.checksum, "source": model_note,
+                  "image_size": loaded.preprocess.image_size, "gflops": info.flops / 1e9,
+                  "parameters": info.parameters},
+        "images": data_note,
+        "batch_size": args.batch_size,
+        "machine": _machine(threads),
+        "load_average": {"before": list(load_before), "after": list(load_after),
+                         "note": "1/5/15-min load average; other jobs on the machine slow "
+                                 "every figure down"},
+        "targets_ms": TARGETS_MS,
+        "results": results,
+    }
+
+
+def table(report: dict) -> str:
+    res = report["results"]
+    rows = [
+        ("single image, path -> probabilities, p50 (ms)", "single_e2e", "p50_ms"),
+        ("single image, path -> probabilities, p95 (ms)", "single_e2e", "p95_ms"),
+        ("single image, model only, p50 (ms)", "single_model", "p50_ms"),
+        ("single image, model only, p95 (ms)", "single_model", "p95_ms"),
+        (f"batch {report['batch_size']}, model only (img/s)", "batch_model_img_per_s", None),
+        (f"batch {report['batch_size']}, path -> probabilities (img/s)", "batch_e2e_img_per_s",
+         None),
+        ("with Grad-CAM, path -> map + overlay, p50 (ms)", "gradcam_e2e", "p50_ms"),
+        ("with Grad-CAM, path -> map + overlay, p95 (ms)", "gradcam_e2e", "p95_ms"),
+    ]
+    lines = [f"{'':<52} {'PyTorch':>9} {'ONNX RT':>9}"]
+    for title, key, sub in rows:
+        cells = []
+        for backend in ("torch", "onnx"):
+            v = res[backend].get(key)
+            v = v[sub] if isinstance(v, dict) and sub else v
+            cells.append(f"{v:>9.1f}" if isinstance(v, float) else f"{'-':>9}")
+        lines.append(f"{title:<52} {cells[0]} {cells[1]}")
+    m = report["model"]
+    lines.append(f"model: {m['name']} at {m['image_size']} px, {m['gflops']:.3f} GFLOPs "
+                 f"({m['source']})")
+    mach = report["machine"]
+    lines.append(f"machine: {mach['cpu']}, {mach['cores']} cores, {mach['threads']} threads; "
+                 f"load average before {report['load_average']['before'][0]:.2f}, "
+                 f"after {report['load_average']['after'][0]:.2f}")
+    single = res["torch"]["single_e2e"]["p50_ms"]
+    cam = res["torch"]["gradcam_e2e"]["p50_ms"]
+    lines.append(f"targets: single < {TARGETS_MS['single_e2e']:.0f} ms (PyTorch p50 "
+                 f"{single:.1f} ms, ONNX {res['onnx']['single_e2e']['p50_ms']:.1f} ms), "
+                 f"Grad-CAM < {TARGETS_MS['gradcam_e2e']:.0f} ms (p50 {cam:.1f} ms)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="bundle to measure (default: the bundled model)")
+    ap.add_argument("--data", default=os.environ.get("DATA"), help="dataset folder ($DATA)")
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--gradcam-runs", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="default: all cores")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
+                                         "predict_latency.json"))
+    args = ap.parse_args(argv)
+    report = run(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

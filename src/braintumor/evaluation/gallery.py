@@ -1,0 +1,65 @@
+"""The misclassified-image gallery: the model's most confident mistakes with their Grad-CAM.
+
+Most confident first, because a confident mistake is the one a reader most needs to see (and
+the likeliest to reveal a shortcut or a label error). Capped, so the report stays small and
+Grad-CAM (one forward + backward per image, by the explain package) stays a second's work.
+Maps are drawn over the model's own input (the cached, cropped and resized slice), which is
+what the map describes; no second decoding of the originals is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from braintumor.data.cache import CachedDataset
+from braintumor.evaluation.report import GalleryItem
+from braintumor.explain.explainer import Explainer
+from braintumor.explain.overlay import render_overlay
+from braintumor.models import LoadedModel
+
+GAP = 2  # pixels between the plain slice and its overlay
+
+
+def _panel(image: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """Slice | Grad-CAM overlay, side by side: the overlay alone hides what lies under it."""
+    gray = np.repeat(image[..., None], 3, axis=2)
+    overlay = render_overlay(image, heatmap)
+    gap = np.full((image.shape[0], GAP, 3), 255, np.uint8)
+    return np.concatenate([gray, gap, overlay], axis=1)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def misclassified_gallery(loaded: LoadedModel, cached: CachedDataset, labels: np.ndarray,
+                          probs: np.ndarray, out: Path, cap: int = 24
+                          ) -> tuple[list[GalleryItem], dict]:
+    """Gallery items (also written to ``out/gallery/``) and the summary for metrics.json."""
+    preds = probs.argmax(axis=1)
+    wrong = np.flatnonzero(preds != labels)
+    order = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:cap]
+    summary = {"enabled": True, "n_misclassified": int(len(wrong)), "n_shown": int(len(order)),
+               "method": "gradcam", "files": []}
+    if len(order) == 0:
+        summary["reason"] = "no misclassified images"
+        return [], summary
+    images = np.asarray(cached.images[order])
+    batch = Explainer(loaded).explain_batch(images, method="gradcam")
+    folder = out / "gallery"
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for rank, (i, image, heat) in enumerate(zip(order, images, batch.maps, strict=True), start=1):
+        png = _png(_panel(image, heat))
+        name = f"{rank:02d}_{Path(cached.paths[i]).stem}.png"
+        (folder / name).write_bytes(png)
+        summary["files"].append(f"gallery/{name}")
+        items.append(GalleryItem(png, loaded.classes[labels[i]], loaded.classes[preds[i]],
+                                 float(probs[i, preds[i]]), cached.paths[i]))
+    return items, summary

@@ -1,0 +1,286 @@
+"""``braintumor explain-check``: the evidence that the heatmaps mean something.
+
+Three checks, each per method and each beside a baseline that says what "no better than
+chance" would score (see the modules for the details):
+
+- sanity (:mod:`.sanity`): maps of the trained model vs. the same architecture with random
+  weights, on images of ``--split``;
+- faithfulness (:mod:`.faithfulness`): deletion/insertion AUCs vs. a random pixel order, on the
+  same images;
+- localisation (:mod:`.localisation`, only with ``--masks``): pointing game, energy pointing
+  game and top-10/20 % IoU against tumour masks, per class, vs. a uniform map. The public masks
+  cover *Training* images only, i.e. images the model was trained on: run it with
+  ``--split Training`` and read the figures as "where the model looks on data it has seen".
+
+Images are a class-stratified, seeded sample of at most ``--limit`` per check.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from braintumor import DISCLAIMER
+from braintumor.data.datasets import SPLIT_NAMES, DatasetError, Sample, discover
+from braintumor.data.errors import ImageReadError
+from braintumor.data.preprocess import Preprocessed, map_to_original, preprocess
+from braintumor.data.readers import read_image
+from braintumor.explain.explainer import Explainer
+from braintumor.explain.faithfulness import RandomBaseline, deletion_insertion
+from braintumor.explain.localisation import head_mask, localisation_scores, summarise
+from braintumor.explain.registry import canonical_method
+from braintumor.explain.sanity import PASS_BELOW, model_randomisation_check
+
+
+@dataclass
+class Item:
+    """One evaluation image: where it came from, its pixels as read, its model input."""
+
+    path: str
+    label: str
+    pixels: np.ndarray  # (H, W) uint8
+    pre: Preprocessed
+    mask: np.ndarray | None = None  # (H, W) bool on the same grid as ``pixels``
+
+
+def stratified_sample(samples: Sequence[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+    """At most ``limit`` samples, classes as balanced as their sizes allow, seeded."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.label].append(s)
+    queues = []
+    for label in sorted(groups):
+        g = groups[label]
+        queues.append([g[i] for i in rng.permutation(len(g))])
+    if limit is None or limit >= len(samples):
+        return [s for q in queues for s in q]
+    out: list[Sample] = []
+    depth = 0
+    while len(out) < limit:
+        for q in queues:
+            if depth < len(q) and len(out) < limit:
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def mask_path(masks_root: Path, data_root: Path, image: Path) -> Path:
+    """``masks_root`` mirrors the dataset: same relative path, ``.png``."""
+    return (Path(masks_root) / Path(image).relative_to(data_root)).with_suffix(".png")
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as im:
+        mask = np.asarray(im.convert("L")) > 127
+    if mask.shape != tuple(shape):
+        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                         f"{shape[1]}x{shape[0]}")
+    if not mask.any():
+        raise ValueError("mask is empty")
+    return mask
+
+
+def load_items(samples: Sequence[Sample], explainer: Explainer, data_root: Path | None = None,
+               masks_root: Path | None = None) -> tuple[list[Item], list[tuple[str, str]]]:
+    """Read and preprocess ``samples`` (and their masks); failures come back as (path, why)."""
+    items, failed = [], []
+    for s in samples:
+        try:
+            loaded = read_image(s.path)
+            pre = preprocess(loaded.pixels, explainer.preprocess)
+            mask = None
+            if masks_root is not None and data_root is not None:
+                mask = read_mask(mask_path(masks_root, data_root, s.path), loaded.pixels.shape)
+        except (ImageReadError, ValueError, OSError) as exc:
+            failed.append((str(s.path), getattr(exc, "reason", None) or str(exc)))
+            continue
+        items.append(Item(str(s.path), s.label, loaded.pixels, pre, mask))
+    return items, failed
+
+
+def sanity_and_faithfulness(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
+                            steps: int = 20, seed: int = 0, progress=None) -> dict:
+    """Both model-side checks for every method on the same images."""
+    images = np.stack([it.pre.image for it in items])
+    sanity, faith = [], []
+    baseline = None
+    predictions = None
+    for method in methods:
+        trained = explainer.explain_batch(images, method)
+        predictions = trained.predictions
+        if baseline is None:
+            baseline = RandomBaseline(explainer, images, trained.targets, steps, seed=seed)
+        sanity.append(model_randomisation_check(explainer, images, method, seed, trained).to_dict())
+        faith.append(deletion_insertion(explainer, images, trained.maps, trained.targets,
+                                        trained.method, steps, seed=seed,
+                                        baseline=baseline).to_dict())
+        if progress:
+            progress(method)
+    labels = [it.label for it in items]
+    acc = _accuracy(explainer, predictions, labels) if predictions is not None else None
+    return {"n_images": len(items), "accuracy_on_these": acc,
+            "sanity": sanity, "faithfulness": faith}
+
+
+def _accuracy(explainer: Explainer, predictions: np.ndarray, labels: Sequence[str]) -> float:
+    pairs = zip(predictions, labels, strict=True)
+    return float(np.mean([explainer.classes[p] == y for p, y in pairs]))
+
+
+def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
+                 target: str = "predicted", batch_size: int = 32) -> dict:
+    """Localisation scores of each method's maps (original geometry) on images with masks.
+
+    ``target``: "predicted" explains what the model decided (what a user sees); "label"
+    explains the true class (the class the mask belongs to).
+    """
+    items = [it for it in items if it.mask is not None]
+    images = np.stack([it.pre.image for it in items]) if items else None
+    heads = [head_mask(it.pixels, explainer.preprocess.crop_threshold) for it in items]
+    targets = [it.label for it in items] if target == "label" else None
+    out = []
+    predictions = None
+    for method in methods:
+        if not items:
+            break
+        batch = explainer.explain_batch(images, method, targets, batch_size=batch_size)
+        predictions = batch.predictions
+        rows = []
+        for i, it in enumerate(items):
+            heat = np.clip(map_to_original(batch.maps[i], it.pre.crop), 0, 1)
+            rows.append((it.label, localisation_scores(heat, it.mask, heads[i])))
+        out.append(summarise(batch.method, rows).to_dict())
+    acc = _accuracy(explainer, predictions, [it.label for it in items]) if items else None
+    return {"n_images": len(items), "target": target, "accuracy_on_these": acc,
+            "geometry": "original image (map_to_original)", "methods": out}
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def print_report(report: dict, out=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    mf = report.get("model_faithfulness")
+    if mf:
+        p(f"\nSanity (model-parameter randomisation), {mf['n_images']} images of "
+          f"{report['data']['split']}: mean Spearman trained vs random weights "
+          f"(low is good, pass < {PASS_BELOW})")
+        for s in mf["sanity"]:
+            p(f"  {s['method']:<22} {s['mean_spearman']:+.3f}  median {s['median_spearman']:+.3f}"
+              f"  constant random maps {s['n_constant_maps']}  "
+              f"{'PASS' if s['passed'] else 'FAIL'}")
+        p("\nFaithfulness: AUC of the calibrated probability (deletion: low is good; insertion: "
+          "high is good)")
+        p(f"  {'method':<22} {'deletion':>9} {'random':>8} {'insertion':>10} {'random':>8}")
+        for f in mf["faithfulness"]:
+            p(f"  {f['method']:<22} {f['deletion']['auc']:9.3f} {f['random_deletion']['auc']:8.3f}"
+              f" {f['insertion']['auc']:10.3f} {f['random_insertion']['auc']:8.3f}")
+    loc = report.get("localisation")
+    if loc:
+        p(f"\nLocalisation against tumour masks, {loc['n_images']} images "
+          f"(explaining the {loc['target']} class); random baseline in brackets")
+        for m in loc["methods"]:
+            p(f"  {m['method']}")
+            for name, s in [("all", m["overall"]), *m["per_class"].items()]:
+                p(f"    {name:<11} n={s['n']:<4} pointing {_fmt(s['pointing_game'])} "
+                  f"[{_fmt(s['random_pointing_game'])}; head "
+                  f"{_fmt(s.get('random_pointing_game_in_head'))}]  energy "
+                  f"{_fmt(s['energy_pointing_game'])} [{_fmt(s['random_energy_pointing_game'])}]"
+                  f"  IoU@10% {_fmt(s['iou_top10'])} [{_fmt(s['random_iou_top10'])}]"
+                  f"  IoU@20% {_fmt(s['iou_top20'])} [{_fmt(s['random_iou_top20'])}]")
+    for note in report.get("notes", []):
+        p(f"note: {note}")
+    p(DISCLAIMER)
+
+
+def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
+                 methods: Sequence[str] = ("gradcam",), limit: int | None = 200,
+                 masks: str | Path | None = None, steps: int = 20, seed: int = 0,
+                 localisation_target: str = "predicted", log=None) -> dict:
+    """All checks on a dataset folder; returns the report (what ``--out`` writes)."""
+    log = log or (lambda msg: None)
+    methods = [canonical_method(m) for m in methods]
+    index = discover(data)
+    split_key = SPLIT_NAMES.get(split.lower(), split.lower())
+    pool = index.split(split_key) if index.splits else index.samples
+    if not pool:
+        raise DatasetError(f"{data}: no images in split {split!r} (splits: "
+                           f"{', '.join(index.splits) or 'none'})")
+    report: dict = {
+        "data": {"root": str(index.root), "split": split, "images_in_split": len(pool)},
+        "methods": methods,
+        "layer": explainer.layer_name,
+        "settings": {"limit": limit, "steps": steps, "seed": seed},
+        "failures": [],
+        "notes": [],
+        "disclaimer": DISCLAIMER,
+    }
+    t0 = time.perf_counter()
+    chosen = stratified_sample(pool, limit, seed)
+    items, failed = load_items(chosen, explainer)
+    report["failures"] += [{"path": p, "reason": r} for p, r in failed]
+    log(f"sanity + faithfulness on {len(items)} images, methods: {', '.join(methods)}")
+    if items:
+        report["model_faithfulness"] = sanity_and_faithfulness(
+            explainer, items, methods, steps, seed, progress=lambda m: log(f"  done: {m}"))
+    if masks is not None:
+        masks = Path(masks)
+        with_mask = [s for s in pool if mask_path(masks, index.root, s.path).is_file()]
+        if not with_mask:
+            report["notes"].append(
+                f"no mask under {masks} for any {split} image; the public tumour masks cover "
+                "Training images only (use --split Training)")
+        else:
+            chosen = stratified_sample(with_mask, limit, seed)
+            items, failed = load_items(chosen, explainer, index.root, masks)
+            report["failures"] += [{"path": p, "reason": r} for p, r in failed]
+            log(f"localisation on {len(items)} images with masks")
+            report["localisation"] = localisation(explainer, items, methods, localisation_target)
+            report["localisation"]["images_with_masks_in_split"] = len(with_mask)
+            if split_key == "train":
+                report["notes"].append("localisation used Training images, which the model "
+                                       "was trained on")
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def explain_check_command(args) -> int:
+    from braintumor.models import load_bundle
+
+    try:
+        loaded = load_bundle(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    if not args.data:
+        print("error: no dataset: pass --data or set $DATA", file=sys.stderr)
+        return 2
+    try:
+        explainer = Explainer(loaded, layer=getattr(args, "layer", None))
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
+                              log=lambda msg: print(msg, file=sys.stderr))
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report["model"] = {"name": loaded.name, "path": str(loaded.path),
+                       "sha256": loaded.checksum, "classes": loaded.classes}
+    print_report(report)
+    for f in report["failures"]:
+        print(f"skipped {f['path']}: {f['reason']}", file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,139 @@
+"""Export a model bundle to ONNX: ``braintumor export --format onnx --out model.onnx``.
+
+The graph takes ``image`` (N, 1, S, S) float in [0, 1] (what ``to_model_input`` makes) and
+returns ``logits`` (N, C), with a dynamic batch axis. Preprocessing and the temperature stay
+outside the graph, in the same Python functions the PyTorch path uses, so the two backends
+cannot disagree on them; what they need is carried with the file:
+
+- embedded in the ONNX ``metadata_props`` (the file is self-contained): model name, weights
+  checksum, classes, temperature, preprocessing and the full card;
+- in ``<name>.card.json`` beside it: the same card plus the SHA-256 of the ONNX file itself,
+  so a swapped or damaged export is refused like a damaged bundle.
+
+Uses ``torch.onnx.export(dynamo=True)``, the default exporter since torch 2.9 (the TorchScript
+one is deprecated), with the batch made dynamic through ``dynamic_shapes``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+META_PREFIX = "braintumor."
+SIDECAR_SUFFIX = ".card.json"
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.card.json``."""
+    p = Path(onnx_path)
+    return p.with_name(p.stem + SIDECAR_SUFFIX)
+
+
+def metadata_for(loaded) -> dict[str, str]:
+    """The ``metadata_props`` entries (all strings, as ONNX requires) for a loaded bundle."""
+    return {
+        f"{META_PREFIX}model": loaded.name,
+        f"{META_PREFIX}checksum": loaded.checksum,
+        f"{META_PREFIX}classes": json.dumps(list(loaded.classes)),
+        f"{META_PREFIX}temperature": repr(float(loaded.temperature)),
+        f"{META_PREFIX}preprocess": json.dumps(loaded.preprocess.to_dict(), sort_keys=True),
+        f"{META_PREFIX}card": json.dumps(loaded.card, sort_keys=True),
+    }
+
+
+def export_model_proto(loaded, opset: int = OPSET):
+    """The ONNX ``ModelProto`` of a :class:`~braintumor.models.LoadedModel`, metadata included."""
+    import torch
+
+    model = copy.deepcopy(loaded.model).eval()  # never touch the caller's (maybe shared) model
+    size = loaded.preprocess.image_size
+    in_ch = int(loaded.card.get("model", {}).get("in_channels", 1))
+    example = torch.zeros(2, in_ch, size, size)
+    batch = torch.export.Dim("batch", min=1)
+    # The exporter logs registry notes (e.g. "torchvision is not installed") and may print
+    # progress on stdout; stdout can be a CSV/JSON stream, so both are kept quiet.
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
+              torch.no_grad()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), None, dynamo=True, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+            )
+    finally:
+        onnx_logger.setLevel(level)
+    proto = program.model_proto
+    proto.producer_name = "braintumor"
+    del proto.metadata_props[:]
+    for key, value in metadata_for(loaded).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto
+
+
+def export_onnx_bytes(loaded, opset: int = OPSET) -> bytes:
+    """Serialized ONNX model (used by ``Predictor.load(bundle, backend="onnx")``)."""
+    return export_model_proto(loaded, opset).SerializeToString()
+
+
+def export_onnx(loaded, out: str | Path, opset: int = OPSET) -> Path:
+    """Write ``out`` (.onnx) and its ``.card.json`` sidecar; returns the ONNX path."""
+    import onnx
+
+    from braintumor.models.bundle import _atomic_write, sha256_file
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"{out}: the output file name must end in .onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proto = export_model_proto(loaded, opset)
+    onnx.checker.check_model(proto)
+    _atomic_write(out, lambda tmp: onnx.save_model(proto, tmp))
+    card = dict(loaded.card)
+    card["onnx"] = {
+        "file": out.name,
+        "sha256": sha256_file(out),
+        "bytes": out.stat().st_size,
+        "opset": opset,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "weights_sha256": loaded.checksum,
+    }
+    text = json.dumps(card, indent=2) + "\n"
+    side = sidecar_path(out)
+    _atomic_write(side, lambda tmp: Path(tmp).write_text(text))
+    return out
+
+
+def export_command(args) -> int:
+    """``braintumor export``: 0 on success, 2 when the model cannot be loaded or written."""
+    from braintumor.models import ModelIntegrityError, load_bundle
+
+    try:
+        loaded = load_bundle(args.model)
+    except (FileNotFoundError, ModelIntegrityError, KeyError) as exc:
+        print(f"braintumor export: cannot load model: {exc}", file=sys.stderr)
+        return 2
+    try:
+        out = export_onnx(loaded, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"braintumor export: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {OPSET}, dynamic batch) "
+          f"and {sidecar_path(out)}")
+    print(f"model {loaded.name}, weights sha256 {loaded.checksum[:12]}…, "
+          f"classes {', '.join(loaded.classes)}, temperature {loaded.temperature:.3f}")
+    return 0

@@ -1,0 +1,179 @@
+"""Every training setting in one dataclass, read from YAML/TOML and overridden by CLI flags.
+
+One flat record (not nested sections) so that a config file, a CLI flag and the
+``config.yaml`` a run writes back all use the same names: what a run did can be repeated
+by passing its own ``config.yaml`` as ``--config``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or option that cannot be used; the message names it."""
+
+
+@dataclass
+class AugmentConfig:
+    """Batch augmentation (the published recipe: rotation, flips, zoom, brightness/contrast)."""
+
+    enabled: bool = True
+    rotation_degrees: float = 15.0
+    hflip: float = 0.5  # probability
+    vflip: float = 0.5
+    zoom: tuple[float, float] = (0.9, 1.15)  # affine scale range; >1 zooms in (crops)
+    translate: float = 0.06  # fraction of the image side
+    brightness: float = 0.2  # +- fraction
+    contrast: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None
+    out: str = "runs/braintumor-net"
+    model: str = "braintumor-net"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 128
+    epochs: int = 20
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adam | adamw
+    lr: float = 3e-3  # peak learning rate of the schedule
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine | constant
+    warmup_fraction: float = 0.15  # of all steps (onecycle pct_start, cosine warm-up)
+    label_smoothing: float = 0.0
+    class_weights: bool = True
+    seed: int = 42
+    val_fraction: float = 0.15
+    monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
+    patience: int = 8  # epochs without improvement before early stopping; 0 disables
+    max_train_images: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "auto"  # auto: bf16-mixed on CPUs where it is supported and faster
+    num_threads: int | None = None
+    channels_last: bool = False
+    deterministic: bool = True
+    progress_bar: bool = True
+    export_bundle: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["augment"]["zoom"] = list(self.augment.zoom)
+        return d
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+_CLI_NAMES = {  # argparse dest -> config field, where they differ
+    "class_weights": "class_weights",
+}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:
+        raise ConfigError(f"{path}: cannot parse config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: config must be a mapping of option: value")
+    return data
+
+
+def _build(data: dict[str, Any], source: str) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    data = dict(data)
+    aug = data.pop("augment", None) or {}
+    if isinstance(aug, bool):
+        aug = {"enabled": aug}
+    aug_known = {f.name for f in fields(AugmentConfig)}
+    bad = sorted(set(aug) - aug_known)
+    if bad:
+        raise ConfigError(f"{source}: unknown augment option(s) {', '.join(bad)}; "
+                          f"known: {', '.join(sorted(aug_known))}")
+    if "zoom" in aug:
+        aug["zoom"] = tuple(float(z) for z in aug["zoom"])
+    cfg = TrainConfig(**data, augment=AugmentConfig(**aug))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Reject settings that would fail late (after minutes of training) or silently."""
+    problems = []
+    if cfg.epochs < 1:
+        problems.append("epochs must be >= 1")
+    if cfg.batch_size < 1:
+        problems.append("batch_size must be >= 1")
+    if not 0 < cfg.val_fraction < 1:
+        problems.append("val_fraction must be between 0 and 1")
+    if cfg.lr <= 0:
+        problems.append("lr must be > 0")
+    if not 0 <= cfg.label_smoothing < 1:
+        problems.append("label_smoothing must be in [0, 1)")
+    if cfg.optimizer not in {"adam", "adamw"}:
+        problems.append("optimizer must be adam or adamw")
+    if cfg.schedule not in {"onecycle", "cosine", "constant"}:
+        problems.append("schedule must be onecycle, cosine or constant")
+    if cfg.monitor not in {"val_loss", "val_acc", "val_f1"}:
+        problems.append("monitor must be val_loss, val_acc or val_f1")
+    if cfg.image_size < 32:
+        problems.append("image_size must be >= 32")
+    if problems:
+        raise ConfigError("invalid training config: " + "; ".join(problems))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
+                ) -> TrainConfig:
+    """Defaults <- config file <- overrides (CLI flags that were given, i.e. not None)."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        data = _read_file(Path(path))
+        source = str(path)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            data[k] = v
+    return _build(data, source)
+
+
+def overrides_from_args(args) -> dict[str, Any]:
+    """The CLI flags of ``braintumor train`` that were given, as config fields."""
+    names = ["data", "model", "out", "epochs", "batch_size", "lr", "weight_decay", "image_size",
+             "seed", "val_fraction", "label_smoothing", "patience", "max_train_images",
+             "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
+             "export_bundle"]
+    out = {n: getattr(args, n, None) for n in names}
+    cw = getattr(args, "class_weights", None)
+    if cw is not None:
+        out["class_weights"] = cw == "on"
+    return out
+
+
+def replace(cfg: TrainConfig, **changes: Any) -> TrainConfig:
+    return dataclasses.replace(cfg, **changes)

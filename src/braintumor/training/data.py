@@ -1,0 +1,221 @@
+"""Training data from the decoded cache: index, split, check, and serve uint8 tensors.
+
+Every image is decoded once into the cache (``braintumor.data.cache``); an epoch only
+slices an in-memory uint8 tensor (7019 x 128 x 128 = 115 MB), so the DataLoader needs no
+worker processes. Images stay uint8 until they reach the training device, where the
+LightningModule scales and augments whole batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from braintumor.data.cache import CachedDataset, build_cache
+from braintumor.data.datasets import SPLIT_NAMES, DatasetIndex, discover
+from braintumor.data.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a classifier (empty class, class absent from validation...)."""
+
+
+def split_train_val(labels: np.ndarray, groups: np.ndarray | None, val_fraction: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train_idx, val_idx, method): duplicate-aware when ``braintumor.data.splits`` exists.
+
+    Near-duplicate images (mirrors, re-exports) must not straddle train/validation, or the
+    validation score that selects the checkpoint is inflated. Engineer B's
+    ``stratified_group_split`` does that; until it is importable each sample is its own group
+    in a plain stratified split with the same signature.
+    """
+    try:
+        from braintumor.data.splits import stratified_group_split
+    except ImportError:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(labels))
+        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed,
+                                  stratify=labels)
+        return np.sort(tr), np.sort(va), "stratified (each image its own group)"
+    if groups is None:
+        groups = np.arange(len(labels))
+    tr, va = stratified_group_split(labels, groups, val_fraction, seed)
+    return np.sort(np.asarray(tr)), np.sort(np.asarray(va)), "stratified, duplicate-aware groups"
+
+
+def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray | None:
+    """A group id per row (near-duplicates share one), or None when B's module is absent."""
+    try:
+        from braintumor.data.duplicates import duplicate_groups
+    except ImportError:
+        return None
+    return np.asarray(duplicate_groups(cached.images[rows]))
+
+
+def _empty_class_dirs(root: Path) -> list[str]:
+    """Class folders under a training split folder that hold no usable image."""
+    if not root.is_dir():
+        return []
+    empty = []
+    for split_dir in root.iterdir():
+        if not split_dir.is_dir() or SPLIT_NAMES.get(split_dir.name.lower()) != "train":
+            continue
+        for class_dir in split_dir.iterdir():
+            if class_dir.is_dir() and not class_dir.name.startswith("."):
+                if not any(p.is_file() and not p.name.startswith(".")
+                           for p in class_dir.rglob("*")):
+                    empty.append(str(class_dir))
+    return sorted(empty)
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch).
+
+    ``RandomSampler`` draws from the global RNG, whose state Lightning does not checkpoint,
+    so a resumed run would see a different order than an uninterrupted one. Lightning calls
+    ``set_epoch`` on any sampler that has it (and swaps in ``DistributedSampler``, which is
+    seeded the same way, under DDP).
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+@dataclass
+class SplitSummary:
+    classes: list[str]
+    counts: dict[str, dict[str, int]]  # split -> class -> n
+    failed: list[tuple[str, str]]
+    split_method: str
+
+
+class CacheDataModule(L.LightningDataModule):
+    """Train/val (carved from Training) and test (the Testing split) as uint8 tensors."""
+
+    def __init__(self, data: str | Path, image_size: int = 128, batch_size: int = 64,
+                 val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
+                 eval_batch_size: int = 256):
+        super().__init__()
+        self.data = Path(data)
+        self.pre = PreprocessConfig(image_size=image_size)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.max_train_images = max_train_images
+        self._prepared = False
+
+    def prepare(self) -> SplitSummary:
+        """Index, decode (cached) and split; raises :class:`TrainingDataError` when unusable.
+
+        Called eagerly by the training command (not only from Lightning's ``setup``) so a data
+        problem is reported before a Trainer, a run folder or a checkpoint exists.
+        """
+        if self._prepared:
+            return self.summary
+        index: DatasetIndex = discover(self.data)
+        empty = _empty_class_dirs(self.data)
+        if empty:
+            raise TrainingDataError(
+                "class folder(s) without images: " + ", ".join(empty)
+                + "; every class needs training images (remove the folder or add images)")
+        train_samples = index.split("train") or [s for s in index.samples if s.split is None]
+        if not train_samples:
+            raise TrainingDataError(f"{self.data}: no training images (expected "
+                                    "Training/<class>/ or <class>/ folders)")
+        test_samples = index.split("test")
+        cached = build_cache(train_samples + test_samples, self.pre, progress=True)
+        if cached.failed:
+            listing = "\n  ".join(f"{p}: {r}" for p, r in cached.failed)
+            msg = f"skipped {len(cached.failed)} unreadable image(s):\n  {listing}"
+            warnings.warn(msg, stacklevel=2)
+            log.warning(msg)
+        self.classes = list(index.classes)
+        present = Counter(lbl for lbl, sp in zip(cached.labels, cached.splits, strict=True)
+                          if sp != "test")
+        missing = [c for c in self.classes if present[c] == 0]
+        if missing:
+            raise TrainingDataError(f"no readable training image for class(es) {missing}")
+        labels = cached.label_indices(self.classes)
+        is_test = np.array([s == "test" for s in cached.splits])
+        pool = np.flatnonzero(~is_test)
+        if self.max_train_images and len(pool) > self.max_train_images:
+            rng = np.random.default_rng(self.seed)
+            pool = np.sort(rng.choice(pool, self.max_train_images, replace=False))
+        small = [self.classes[c] for c, n in Counter(labels[pool].tolist()).items() if n < 2]
+        if small:
+            raise TrainingDataError(
+                f"class(es) {small} have fewer than 2 training images: one is needed for "
+                "training and one for validation")
+        groups = duplicate_group_ids(cached, pool)
+        tr, va, method = split_train_val(labels[pool], groups, self.val_fraction, self.seed)
+        self.train_rows, self.val_rows = pool[tr], pool[va]
+        self.test_rows = np.flatnonzero(is_test)
+        missing_val = sorted(set(range(len(self.classes))) - set(labels[self.val_rows].tolist()))
+        if missing_val:
+            names = [self.classes[i] for i in missing_val]
+            raise TrainingDataError(
+                f"class(es) {names} have no validation image (val_fraction={self.val_fraction}"
+                f" of {len(pool)} images); add images or raise --val-fraction")
+        self.cached, self.labels = cached, labels
+        images = torch.from_numpy(np.array(cached.images))  # a writable in-memory copy
+        targets = torch.from_numpy(labels)
+        self._tensors = {
+            name: TensorDataset(images[rows], targets[rows])
+            for name, rows in (("train", self.train_rows), ("val", self.val_rows),
+                               ("test", self.test_rows))
+        }
+        counts = {name: {c: int((labels[rows] == i).sum()) for i, c in enumerate(self.classes)}
+                  for name, rows in (("train", self.train_rows), ("val", self.val_rows),
+                                     ("test", self.test_rows))}
+        self.summary = SplitSummary(self.classes, counts, list(cached.failed), method)
+        self._prepared = True
+        return self.summary
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels[self.train_rows], minlength=len(self.classes))
+
+    def dataset(self, name: str) -> TensorDataset:
+        return self._tensors[name]
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._tensors["train"]
+        # drop_last avoids a final batch of 1-2 images, whose batch-norm statistics are noise.
+        return DataLoader(ds, batch_size=self.batch_size,
+                          sampler=EpochSeededSampler(len(ds), self.seed),
+                          drop_last=len(ds) > self.batch_size, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self._tensors["val"], batch_size=self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self._tensors["test"], batch_size=self.eval_batch_size, shuffle=False)
+
+    def has_test(self) -> bool:
+        return len(self.test_rows) > 0
+

@@ -1,0 +1,104 @@
+"""Per-epoch metrics as ``RUN_DIR/metrics.csv`` and training curves as ``curves.png``.
+
+Lightning's CSVLogger writes train and validation values on separate rows into a versioned
+sub-folder; a run folder is easier to read (and to plot) with one row per epoch at its top,
+so this small callback writes that, keeping rows of earlier epochs when a run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+
+COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_f1", "lr", "epoch_seconds",
+           "train_images_per_second"]
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+class EpochCSV(L.Callback):
+    def __init__(self, path: str | Path, curves: str | Path | None = None):
+        self.path = Path(path)
+        self.curves = Path(curves) if curves else None
+        self._t0 = 0.0
+        self._seen = 0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.global_rank != 0:
+            return
+        keep = [r for r in read_metrics(self.path) if r["epoch"] < trainer.current_epoch]
+        self._write(keep)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0, self._seen = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._seen += len(batch[1])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after this epoch's validation loop, so val metrics are in callback_metrics.
+        if trainer.global_rank != 0 or trainer.sanity_checking:
+            return
+        seconds = time.perf_counter() - self._t0
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch,
+               "train_loss": _f(m.get("train_loss_epoch")), "val_loss": _f(m.get("val_loss")),
+               "val_acc": _f(m.get("val_acc")), "val_f1": _f(m.get("val_f1")),
+               "lr": trainer.optimizers[0].param_groups[0]["lr"],
+               "epoch_seconds": round(seconds, 2),
+               "train_images_per_second": round(self._seen * trainer.world_size / seconds, 1)}
+        rows = [r for r in read_metrics(self.path) if r["epoch"] < row["epoch"]] + [row]
+        self._write(rows)
+        if self.curves:
+            plot_curves(rows, self.curves)
+
+    def _write(self, rows: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (int(r[k]) if k == "epoch" else r.get(k)) for k in COLUMNS})
+        tmp.replace(self.path)
+
+
+def _f(v) -> float:
+    return float(v) if v is not None else math.nan
+
+
+def plot_curves(rows: list[dict], out: str | Path) -> Path:
+    """Loss (train/val) and validation accuracy/macro-F1 per epoch, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] + 1 for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train (augmented)")
+    a.plot(ep, [r["val_loss"] for r in rows], "o-", label="validation")
+    a.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    a.legend()
+    b.plot(ep, [r["val_acc"] for r in rows], "o-", label="accuracy")
+    b.plot(ep, [r["val_f1"] for r in rows], "o-", label="macro-F1")
+    b.set(xlabel="epoch", title="Validation")
+    b.legend()
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

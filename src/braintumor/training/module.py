@@ -1,0 +1,106 @@
+"""The LightningModule: loss, optimiser and schedule, batch augmentation, metrics.
+
+Batches arrive as uint8 (N, S, S) on the training device; ``on_after_batch_transfer``
+scales them to [0, 1] and, in training only, augments the whole batch there.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+from braintumor.models import create_model
+from braintumor.training.augment import BatchAugment
+from braintumor.training.config import TrainConfig
+
+
+def class_weights(counts, enabled: bool) -> torch.Tensor | None:
+    """Inverse-frequency weights, normalised to mean 1 (so the loss scale stays comparable)."""
+    if not enabled:
+        return None
+    c = torch.as_tensor(counts, dtype=torch.float32).clamp_min(1)
+    w = c.sum() / (len(c) * c)
+    return w / w.mean()
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, cfg: TrainConfig, num_classes: int, class_counts=None):
+        super().__init__()
+        # Plain values only: the checkpoint must load without unpickling our classes.
+        self.save_hyperparameters({"config": cfg.to_dict(), "num_classes": num_classes})
+        self.cfg = cfg
+        self.model = create_model(cfg.model, num_classes=num_classes, in_channels=1,
+                                  image_size=cfg.image_size, **cfg.model_kwargs)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.augment = BatchAugment(cfg.augment)
+        weights = class_weights(class_counts, cfg.class_weights) if class_counts is not None \
+            else None
+        self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+        self.val_acc = torchmetrics.Accuracy("multiclass", num_classes=num_classes)
+        self.val_f1 = torchmetrics.F1Score("multiclass", num_classes=num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+        images, labels = batch
+        x = images.float().div_(255.0).unsqueeze(1)
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.trainer is not None and self.trainer.training:
+            self.augment.train()
+            x = self.augment(x)
+        return x, labels
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning does not checkpoint RNG states. Reseeding from (seed, epoch) makes each
+        # epoch's augmentation and dropout independent of history, so a run resumed from
+        # last.ckpt continues exactly as the uninterrupted run would have.
+        torch.manual_seed(self.cfg.seed * 1009 + self.current_epoch + 1
+                          + 7919 * self.global_rank)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss_fn(self.model(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=len(y), sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x).float()
+        loss = nn.functional.cross_entropy(logits, y)  # unweighted: comparable across runs
+        self.val_acc.update(logits, y)
+        self.val_f1.update(logits, y)
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val_f1", self.val_f1, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            # Weight decay on batch-norm scales and biases only shrinks them; leave them out.
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls(groups, lr=cfg.lr)
+        if cfg.schedule == "constant":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=cfg.warmup_fraction,
+                div_factor=25.0, final_div_factor=1e3)
+        else:
+            warm = max(1, int(total * cfg.warmup_fraction))
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [
+                torch.optim.lr_scheduler.LinearLR(opt, 0.04, 1.0, warm),
+                torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(total - warm, 1)),
+            ], milestones=[warm])
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,254 @@
+"""``braintumor train``: config -> data -> Lightning fit -> bundle with a complete card.
+
+The run folder holds everything needed to judge and repeat the run: ``config.yaml`` (the
+resolved settings), ``metrics.csv`` and ``curves.png``, ``checkpoints/{best,last}.ckpt``,
+TensorBoard logs, ``summary.json`` and ``bundle/`` (the best checkpoint as a model bundle).
+The test split is evaluated once, after training, with the checkpoint that validation
+selected; it never influences training or selection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from braintumor import DISCLAIMER
+from braintumor.data.datasets import DatasetError
+from braintumor.models import create_model, model_info, save_bundle
+from braintumor.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from braintumor.training.config import (
+    ConfigError,
+    TrainConfig,
+    load_config,
+    overrides_from_args,
+    replace,
+)
+from braintumor.training.data import CacheDataModule, TrainingDataError
+from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
+from braintumor.training.hardware import choose_cpu_precision, hardware_summary
+from braintumor.training.history import EpochCSV, plot_curves, read_metrics
+from braintumor.training.module import Classifier
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue; the message says what to do."""
+
+
+def _resolve_precision(cfg: TrainConfig) -> tuple[str, str, dict]:
+    """(accelerator, precision, measurement) with "auto" resolved for this machine."""
+    accelerator = cfg.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if cfg.precision != "auto":
+        return accelerator, cfg.precision, {"reason": "set in config"}
+    if accelerator in ("gpu", "cuda"):
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return accelerator, "bf16-mixed" if bf16 else "16-mixed", {"reason": "GPU mixed precision"}
+    if accelerator == "cpu":
+        choice, probe = choose_cpu_precision(
+            lambda: create_model(cfg.model, image_size=cfg.image_size, **cfg.model_kwargs),
+            cfg.image_size, min(cfg.batch_size, 32))
+        return accelerator, choice, probe
+    return accelerator, "32-true", {"reason": f"accelerator {accelerator}: full precision"}
+
+
+def _load_best_weights(module: Classifier, ckpt: Path) -> None:
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None) -> dict:
+    """Train, evaluate and export; returns the summary written to ``summary.json``."""
+    t_start = time.perf_counter()
+    if cfg.data is None:
+        raise TrainingError("no dataset: pass --data DIR (or set DATA)")
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise TrainingError(f"--resume: {last} does not exist (nothing to resume); "
+                            "start without --resume")
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt")):
+        raise TrainingError(f"{ckpt_dir} already holds checkpoints; pass --resume to continue "
+                            "that run, or choose another --out (nothing was overwritten)")
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
+                         cfg.max_train_images)
+    summary_data = dm.prepare()
+    classes = summary_data.classes
+
+    accelerator, precision, probe = _resolve_precision(cfg)
+    cfg = replace(cfg, accelerator=accelerator, precision=precision)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        cfg.dump(out / "config.yaml")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
+    module = Classifier(cfg, len(classes), dm.class_counts().tolist())
+    info = model_info(module.model, cfg.image_size)
+    print(f"{info}; precision {precision} ({probe}); split: "
+          + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
+          file=sys.stderr)
+
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    mode = "min" if cfg.monitor == "val_loss" else "max"
+    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode=mode,
+                              save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks = [best_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
+    if cfg.patience and cfg.patience > 0:
+        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
+    loggers = []
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
+    except ImportError:
+        pass
+    deterministic: bool | str = cfg.deterministic
+    if cfg.deterministic and accelerator != "cpu":
+        deterministic = "warn"  # some CUDA kernels have no deterministic variant
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=accelerator, devices=_devices(cfg.devices),
+        strategy=cfg.strategy, num_nodes=cfg.num_nodes, precision=precision,
+        callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
+        deterministic=deterministic, enable_progress_bar=cfg.progress_bar,
+        log_every_n_steps=10, default_root_dir=out,
+    )
+    t_fit = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    except SystemExit as exc:  # Lightning turns Ctrl-C into a graceful shutdown + exit(1)
+        if trainer.interrupted:
+            where = f"{last} (end of epoch {_last_epoch(out)})" if last.is_file() else \
+                "no complete epoch was saved"
+            raise KeyboardInterrupt(f"training interrupted; last complete checkpoint: {where}; "
+                                    "continue with the same command plus --resume") from exc
+        raise
+    fit_seconds = time.perf_counter() - t_fit
+    if not trainer.is_global_zero:
+        return {}
+
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
+    _load_best_weights(module, best)
+    model = module.model.float().eval()
+    cached = dm.cached
+    val_logits = logits_for(model, cached.images[dm.val_rows])
+    val_labels = dm.labels[dm.val_rows]
+    temperature = temperature_from_validation(val_logits, val_labels)
+    metrics = {"validation": headline_metrics(val_logits, val_labels, classes)}
+    if dm.has_test():
+        test_logits = logits_for(model, cached.images[dm.test_rows])
+        metrics["test"] = headline_metrics(test_logits, dm.labels[dm.test_rows], classes)
+    rows = read_metrics(out / "metrics.csv")
+    if rows:
+        plot_curves(rows, out / "curves.png")
+    wall = time.perf_counter() - t_start
+    card = {
+        "intended_use": DISCLAIMER,
+        "model": {"architecture": cfg.model, "model_kwargs": cfg.model_kwargs,
+                  "parameters": info.parameters, "flops_per_image": info.flops,
+                  "target_layer": getattr(model, "target_layer", None)},
+        "data": {
+            "dataset": Path(cfg.data).resolve().name,
+            "description": "Brain Tumor MRI Dataset (Nickparvar, Kaggle, CC0): Training split, "
+                           "validation carved out of it; Testing split used only for the "
+                           "final test metrics",
+            "counts": summary_data.counts,
+            "validation_split": summary_data.split_method,
+            "skipped_unreadable": [p for p, _ in summary_data.failed],
+        },
+        "training": {
+            "command": command,
+            "seed": cfg.seed,
+            "config": cfg.to_dict(),
+            "precision": precision,
+            "precision_probe": probe,
+            "epochs_run": trainer.current_epoch,
+            "best_checkpoint": best.name,
+            "best_epoch": _best_epoch(rows, cfg.monitor),
+            "wall_seconds": round(wall, 1),
+            "fit_seconds": round(fit_seconds, 1),
+            "hardware": hardware_summary(),
+            "resumed": resume,
+        },
+        "metrics": metrics,
+    }
+    bundle = save_bundle(model, out / "bundle", model_name=cfg.model, classes=classes,
+                         preprocess=dm.pre, temperature=temperature, extra=card)
+    exported = None
+    if cfg.export_bundle:
+        exported = save_bundle(model, cfg.export_bundle, model_name=cfg.model, classes=classes,
+                               preprocess=dm.pre, temperature=temperature, extra=card)
+    summary = {"run_dir": str(out), "bundle": str(bundle),
+               "exported_bundle": str(exported) if exported else None,
+               "temperature": temperature, **card["training"], "metrics": metrics}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _devices(value: str):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _last_epoch(out: Path) -> int:
+    rows = read_metrics(out / "metrics.csv")
+    return int(rows[-1]["epoch"]) + 1 if rows else 0
+
+
+def _best_epoch(rows: list[dict], monitor: str) -> int | None:
+    vals = [(r[monitor], int(r["epoch"])) for r in rows if not np.isnan(r[monitor])]
+    if not vals:
+        return None
+    pick = min(vals) if monitor == "val_loss" else max(vals, key=lambda v: (v[0], -v[1]))
+    return pick[1] + 1
+
+
+def train_command(args) -> int:
+    """Handler of ``braintumor train``; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config_path = args.config
+    out = args.out
+    if args.resume and not config_path and out and (Path(out) / "config.yaml").is_file():
+        config_path = str(Path(out) / "config.yaml")  # continue with the run's own settings
+    try:
+        cfg = load_config(config_path, overrides_from_args(args))
+        if args.resume and not config_path and not out:
+            raise TrainingError("--resume needs --out RUN_DIR (or the run's --config)")
+        command = "braintumor " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+        summary = train(cfg, resume=args.resume, command=command)
+    except (ConfigError, DatasetError, TrainingDataError, TrainingError,
+            CheckpointWriteError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, CheckpointWriteError) else 1
+    except KeyboardInterrupt as exc:
+        print(f"\n{exc or 'training interrupted'}", file=sys.stderr)
+        return 130
+    if not summary:
+        return 0
+    m = summary["metrics"]
+    line = (f"done in {summary['wall_seconds']:.0f} s: validation accuracy "
+            f"{m['validation']['accuracy']:.4f}, macro-F1 {m['validation']['macro_f1']:.4f}")
+    if "test" in m:
+        line += (f"; test accuracy {m['test']['accuracy']:.4f}, "
+                 f"macro-F1 {m['test']['macro_f1']:.4f}")
+    print(line + f"\nbundle: {summary['bundle']}"
+          + (f" and {summary['exported_bundle']}" if summary["exported_bundle"] else ""),
+          file=sys.stderr)
+    return 0
