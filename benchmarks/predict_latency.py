@@ -105,7 +105,7 @@ def _model_source(model: str | None, tmp: Path) -> tuple[str, str]:
                        "architecture and FLOPs as the trained one, so the same latency")
 
 
-def _machine(threads: int) -> dict:
+def _machine() -> dict:
     import onnxruntime
     import torch
 
@@ -117,9 +117,33 @@ def _machine(threads: int) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+    return {"cpu": cpu, "cores": os.cpu_count(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _measure(predictors: dict, files: list[str], prepared: list[np.ndarray], args) -> dict:
+    """Every figure for each backend at the current thread setting."""
+    batch = np.stack(prepared[: args.batch_size])
+    results: dict[str, dict] = {}
+    for name, pred in predictors.items():
+        print(f"  {name} …", file=sys.stderr)
+        r: dict[str, dict | float] = {}
+        r["single_e2e"] = _percentiles(_time_calls(pred.predict_one, files, args.runs,
+                                                   args.warmup))
+        r["single_model"] = _percentiles(_time_calls(
+            lambda im, p=pred: p.logits(im[None]), prepared, args.runs, args.warmup))
+        repeats = max(3, args.runs // 20)
+        r["batch_model_img_per_s"] = _throughput(pred.logits, batch, repeats, len(batch))
+        r["batch_e2e_img_per_s"] = _throughput(
+            lambda fs, p=pred: p.predict(fs, batch_size=args.batch_size),
+            files[: args.batch_size], repeats, args.batch_size)
+        results[name] = r
+    print("  Grad-CAM …", file=sys.stderr)
+    results["torch"]["gradcam_e2e"] = _percentiles(_time_calls(
+        lambda f: predictors["torch"].predict_one(f, explain=True), files,
+        args.gradcam_runs, args.warmup))
+    return results
 
 
 def run(args) -> dict:
@@ -131,41 +155,25 @@ def run(args) -> dict:
     from braintumor.models import load_bundle
     from braintumor.models.registry import model_info
 
-    threads = args.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    thread_counts = args.threads or sorted({1, os.cpu_count() or 1})
     load_before = os.getloadavg()
+    results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bundle, model_note = _model_source(args.model, tmp)
         files, data_note = _image_files(args.data, max(args.batch_size, 32), tmp)
         loaded = load_bundle(bundle)
         info = model_info(loaded.model, loaded.preprocess.image_size)
-        predictors = {
-            "torch": Predictor.from_loaded(loaded),
-            "onnx": Predictor.load(bundle, backend="onnx", threads=threads),
-        }
         prepared = [preprocess(read_image(f).pixels, loaded.preprocess).image for f in files]
-        batch = np.stack(prepared[: args.batch_size])
-        results: dict[str, dict] = {}
-        for name, pred in predictors.items():
-            print(f"measuring {name} …", file=sys.stderr)
-            r: dict[str, dict | float] = {}
-            r["single_e2e"] = _percentiles(_time_calls(pred.predict_one, files, args.runs,
-                                                       args.warmup))
-            r["single_model"] = _percentiles(_time_calls(
-                lambda im, p=pred: p.logits(im[None]), prepared, args.runs, args.warmup))
-            repeats = max(3, args.runs // 20)
-            r["batch_model_img_per_s"] = _throughput(pred.logits, batch, repeats,
-                                                     len(batch))
-            r["batch_e2e_img_per_s"] = _throughput(
-                lambda fs, p=pred: p.predict(fs, batch_size=args.batch_size),
-                files[: args.batch_size], repeats, args.batch_size)
-            results[name] = r
-        print("measuring Grad-CAM …", file=sys.stderr)
-        gradcam = _percentiles(_time_calls(
-            lambda f: predictors["torch"].predict_one(f, explain=True), files,
-            args.gradcam_runs, args.warmup))
-        results["torch"]["gradcam_e2e"] = gradcam
+        torch_predictor = Predictor.from_loaded(loaded)
+        for threads in thread_counts:
+            print(f"measuring with {threads} thread(s) …", file=sys.stderr)
+            torch.set_num_threads(threads)
+            predictors = {
+                "torch": torch_predictor,
+                "onnx": Predictor.load(bundle, backend="onnx", threads=threads),
+            }
+            results[str(threads)] = _measure(predictors, files, prepared, args)
     load_after = os.getloadavg()
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -175,17 +183,17 @@ def run(args) -> dict:
                   "parameters": info.parameters},
         "images": data_note,
         "batch_size": args.batch_size,
-        "machine": _machine(threads),
+        "machine": _machine(),
         "load_average": {"before": list(load_before), "after": list(load_after),
                          "note": "1/5/15-min load average; other jobs on the machine slow "
                                  "every figure down"},
         "targets_ms": TARGETS_MS,
-        "results": results,
+        "results_by_threads": results,
     }
 
 
 def table(report: dict) -> str:
-    res = report["results"]
+    by_threads = report["results_by_threads"]
     rows = [
         ("single image, path -> probabilities, p50 (ms)", "single_e2e", "p50_ms"),
         ("single image, path -> probabilities, p95 (ms)", "single_e2e", "p95_ms"),
@@ -197,26 +205,29 @@ def table(report: dict) -> str:
         ("with Grad-CAM, path -> map + overlay, p50 (ms)", "gradcam_e2e", "p50_ms"),
         ("with Grad-CAM, path -> map + overlay, p95 (ms)", "gradcam_e2e", "p95_ms"),
     ]
-    lines = [f"{'':<52} {'PyTorch':>9} {'ONNX RT':>9}"]
+    columns = [(t, b) for t in by_threads for b in ("torch", "onnx")]
+    names = {"torch": "PyTorch", "onnx": "ONNX RT"}
+    lines = [f"{'':<50}" + "".join(f" {names[b] + ' ' + t + 't':>11}" for t, b in columns)]
     for title, key, sub in rows:
         cells = []
-        for backend in ("torch", "onnx"):
-            v = res[backend].get(key)
+        for t, backend in columns:
+            v = by_threads[t][backend].get(key)
             v = v[sub] if isinstance(v, dict) and sub else v
-            cells.append(f"{v:>9.1f}" if isinstance(v, float) else f"{'-':>9}")
-        lines.append(f"{title:<52} {cells[0]} {cells[1]}")
+            cells.append(f" {v:>11.1f}" if isinstance(v, float) else f" {'-':>11}")
+        lines.append(f"{title:<50}" + "".join(cells))
     m = report["model"]
     lines.append(f"model: {m['name']} at {m['image_size']} px, {m['gflops']:.3f} GFLOPs "
                  f"({m['source']})")
     mach = report["machine"]
-    lines.append(f"machine: {mach['cpu']}, {mach['cores']} cores, {mach['threads']} threads; "
-                 f"load average before {report['load_average']['before'][0]:.2f}, "
-                 f"after {report['load_average']['after'][0]:.2f}")
-    single = res["torch"]["single_e2e"]["p50_ms"]
-    cam = res["torch"]["gradcam_e2e"]["p50_ms"]
-    lines.append(f"targets: single < {TARGETS_MS['single_e2e']:.0f} ms (PyTorch p50 "
-                 f"{single:.1f} ms, ONNX {res['onnx']['single_e2e']['p50_ms']:.1f} ms), "
-                 f"Grad-CAM < {TARGETS_MS['gradcam_e2e']:.0f} ms (p50 {cam:.1f} ms)")
+    lines.append(f"machine: {mach['cpu']}, {mach['cores']} cores (Nt = N threads); load "
+                 f"average before {report['load_average']['before'][0]:.2f}, after "
+                 f"{report['load_average']['after'][0]:.2f}")
+    for t, res in by_threads.items():
+        lines.append(
+            f"targets at {t} thread(s): single < {TARGETS_MS['single_e2e']:.0f} ms p50 "
+            f"(PyTorch {res['torch']['single_e2e']['p50_ms']:.1f}, ONNX "
+            f"{res['onnx']['single_e2e']['p50_ms']:.1f}), Grad-CAM < "
+            f"{TARGETS_MS['gradcam_e2e']:.0f} ms p50 ({res['torch']['gradcam_e2e']['p50_ms']:.1f})")
     return "\n".join(lines)
 
 
@@ -228,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gradcam-runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=None, help="default: all cores")
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="thread counts to measure (default: 1 and all cores)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                          "predict_latency.json"))
     args = ap.parse_args(argv)

@@ -106,6 +106,7 @@ def _add_explain_check(sub) -> None:
     p.add_argument("--masks", help="folder of binary tumour masks mirroring the dataset layout")
     p.add_argument("--methods", default="gradcam", help="comma-separated methods")
     p.add_argument("--limit", type=int, default=200, help="images per check")
+    p.add_argument("--layer", help="layer the CAM methods explain (default: the model's last conv)")
     p.add_argument("--out", help="write the figures as JSON here")
     _handler(p, "braintumor.explain.evidence:explain_check_command")
 

@@ -96,3 +96,14 @@ def test_unknown_split_is_a_clear_error(tmp_path, synthetic_dataset, tiny_bundle
                "--out", str(tmp_path / "eval")])
     assert rc == 1
     assert "no split 'Testing'" in capsys.readouterr().err
+
+
+def test_card_agreement_flags_figures_that_do_not_come_back():
+    from braintumor.evaluation.evaluate import card_agreement
+
+    card = {"metrics": {"validation": {"accuracy": 0.1},
+                        "test": {"images": 20, "accuracy": 0.9, "macro_f1": 0.5}}}
+    measured = {"n_images": 20, "accuracy": 0.9004, "macro_f1": 0.6, "roc_auc_macro": 0.9}
+    rows = {r["metric"]: r["agrees"] for r in card_agreement(card, measured, "test")}
+    assert rows == {"n_images": True, "accuracy": True, "macro_f1": False}
+    assert card_agreement(card, measured, "train") == []  # the card states test figures only

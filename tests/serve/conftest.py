@@ -185,7 +185,7 @@ def browser(tmp_path):
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1200,1000",
+                 "--disable-sync", "--no-first-run", "--window-size=1100,1250",
                  f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
     service = Service(executable_path=str(CHROMEDRIVER), log_output=os.devnull)

@@ -96,7 +96,7 @@ def _select_split(index: DatasetIndex, split: str | None) -> tuple[list, str]:
     return index.split(name), name
 
 
-def _card_agreement(card: dict, measured: dict, split: str) -> list[dict]:
+def card_agreement(card: dict, measured: dict, split: str) -> list[dict]:
     """Rows (metric, card value, measured value, agrees) for the test figures the card states.
 
     ``braintumor train`` writes its test-split figures under ``metrics.test``; they must be
@@ -120,12 +120,17 @@ def _card_agreement(card: dict, measured: dict, split: str) -> list[dict]:
 
 
 def _model_entry(loaded: LoadedModel, run_dir: Path | None) -> dict:
-    info = model_info(loaded.model, loaded.preprocess.image_size,
-                      loaded.card.get("model", {}).get("in_channels", 1))
+    spec = loaded.card.get("model", {})
+    params, flops = spec.get("parameters"), spec.get("flops_per_image")
+    if not (params and flops):
+        # ``braintumor train`` records both in the card; counting FLOPs costs seconds (torch's
+        # FlopCounterMode warms up on first use), so only cards without them pay for it.
+        info = model_info(loaded.model, loaded.preprocess.image_size, spec.get("in_channels", 1))
+        params, flops = info.parameters, info.flops
     return {"name": loaded.name, "checksum": loaded.checksum, "path": str(loaded.path),
             "classes": list(loaded.classes), "temperature": loaded.temperature,
-            "image_size": loaded.preprocess.image_size, "parameters": info.parameters,
-            "gflops": info.flops / 1e9, "run_dir": str(run_dir) if run_dir else None,
+            "image_size": loaded.preprocess.image_size, "parameters": int(params),
+            "gflops": flops / 1e9, "run_dir": str(run_dir) if run_dir else None,
             "card": loaded.card}
 
 
@@ -166,6 +171,10 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str | None
     t = time.perf_counter()
     cached = build_cache(samples, loaded.preprocess, cache_root=cache_root, progress=progress)
     timings["decode"] = time.perf_counter() - t
+    if len(cached) == 0:
+        first = f" (first: {cached.failed[0][0]}: {cached.failed[0][1]})" if cached.failed else ""
+        raise DatasetError(f"{data}: none of the {len(samples)} images of split {split_name!r} "
+                           f"could be read{first}")
 
     t = time.perf_counter()
     # A private in-memory copy: torch refuses to wrap the read-only memmap without a warning.
@@ -183,27 +192,29 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str | None
     timings["metrics"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if leakage is None:
-        leakage = leakage_from_audit(index, audit)
-    m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, split_name,
-                                n_resamples, seed)
+    if split_name == "test":
+        if leakage is None:
+            leakage = leakage_from_audit(index, audit)
+        m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, n_resamples, seed)
+    else:
+        m["leak_free"] = {"available": False, "reason": "leakage is measured for the test "
+                                                        f"split, not {split_name!r}"}
     timings["leakage"] = time.perf_counter() - t
 
+    t = time.perf_counter()
     m["model"] = _model_entry(loaded, run_dir)
-    m["model"]["card_agreement"] = _card_agreement(loaded.card, m, split_name)
+    m["model"]["card_agreement"] = card_agreement(loaded.card, m, split_name)
     m["failed"] = [list(f) for f in cached.failed]
     m["skipped"] = [list(s) for s in index.skipped]
     m["data"] = str(Path(data).resolve())
     m["split"] = split_name
     m["created"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    timings["model_info"] = time.perf_counter() - t
     return Evaluation(m, loaded, cached, labels, logits, probs, run_dir, timings)
 
 
 def _leak_free(leakage: Leakage, cached: CachedDataset, labels: np.ndarray, probs: np.ndarray,
-               loaded: LoadedModel, split_name: str, n_resamples: int, seed: int) -> dict:
-    if split_name != "test":
-        return {"available": False, "reason": f"leakage is measured for the test split, "
-                                              f"not {split_name!r}", "source": leakage.source}
+               loaded: LoadedModel, n_resamples: int, seed: int) -> dict:
     if not leakage.available:
         return {"available": False, "reason": leakage.reason, "source": leakage.source}
     clean = ~split_by_leakage(cached.paths, leakage)

@@ -9,6 +9,7 @@ with its reason and skipped; the exit status is 1 if any input failed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -90,6 +91,7 @@ def _row(path: Path, png: Path, npy: bool, e: Explanation) -> dict:
 def explain_command(args) -> int:
     from tqdm.auto import tqdm
 
+    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
 
     try:
@@ -108,7 +110,9 @@ def explain_command(args) -> int:
         print(f"error: cannot load the model: {exc}", file=sys.stderr)
         return 2
     try:
-        explainer = Explainer(loaded, layer=args.layer, colormap=args.colormap, alpha=args.alpha)
+        # The channels-last eval copy the Predictor uses: ~1.5x faster convolutions on CPU.
+        fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
+        explainer = Explainer(fast, layer=args.layer, colormap=args.colormap, alpha=args.alpha)
         target = explainer.class_index(args.target_class)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

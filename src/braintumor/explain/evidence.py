@@ -17,6 +17,7 @@ Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -206,8 +207,10 @@ def print_report(report: dict, out=sys.stdout) -> None:
 def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                  methods: Sequence[str] = ("gradcam",), limit: int | None = 200,
                  masks: str | Path | None = None, steps: int = 20, seed: int = 0,
-                 localisation_target: str = "predicted", log=None) -> dict:
-    """All checks on a dataset folder; returns the report (what ``--out`` writes)."""
+                 localisation_target: str = "predicted", model_checks: bool = True,
+                 log=None) -> dict:
+    """All checks on a dataset folder; returns the report (what ``--out`` writes).
+    ``model_checks=False`` skips sanity and faithfulness (localisation only)."""
     log = log or (lambda msg: None)
     methods = [canonical_method(m) for m in methods]
     index = discover(data)
@@ -226,13 +229,14 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
         "disclaimer": DISCLAIMER,
     }
     t0 = time.perf_counter()
-    chosen = stratified_sample(pool, limit, seed)
-    items, failed = load_items(chosen, explainer)
-    report["failures"] += [{"path": p, "reason": r} for p, r in failed]
-    log(f"sanity + faithfulness on {len(items)} images, methods: {', '.join(methods)}")
-    if items:
-        report["model_faithfulness"] = sanity_and_faithfulness(
-            explainer, items, methods, steps, seed, progress=lambda m: log(f"  done: {m}"))
+    if model_checks:
+        chosen = stratified_sample(pool, limit, seed)
+        items, failed = load_items(chosen, explainer)
+        report["failures"] += [{"path": p, "reason": r} for p, r in failed]
+        log(f"sanity + faithfulness on {len(items)} images, methods: {', '.join(methods)}")
+        if items:
+            report["model_faithfulness"] = sanity_and_faithfulness(
+                explainer, items, methods, steps, seed, progress=lambda m: log(f"  done: {m}"))
     if masks is not None:
         masks = Path(masks)
         with_mask = [s for s in pool if mask_path(masks, index.root, s.path).is_file()]
@@ -255,6 +259,7 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
 
 
 def explain_check_command(args) -> int:
+    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
 
     try:
@@ -266,7 +271,8 @@ def explain_check_command(args) -> int:
         print("error: no dataset: pass --data or set $DATA", file=sys.stderr)
         return 2
     try:
-        explainer = Explainer(loaded, layer=getattr(args, "layer", None))
+        fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
+        explainer = Explainer(fast, layer=getattr(args, "layer", None))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
                               log=lambda msg: print(msg, file=sys.stderr))

@@ -109,7 +109,12 @@ class Explanation:
 
 @contextmanager
 def _eval_mode(model: nn.Module):
+    """Eval mode for the duration, then the caller's mode back. A model already in eval mode
+    is left alone: walking every module twice costs a tenth of a Grad-CAM on braintumor-net."""
     was_training = model.training
+    if not was_training:
+        yield
+        return
     model.eval()
     try:
         yield

@@ -125,7 +125,8 @@ def export_command(args) -> int:
     try:
         loaded = load_bundle(args.model)
     except (FileNotFoundError, ModelIntegrityError, KeyError) as exc:
-        print(f"braintumor export: cannot load model: {exc}", file=sys.stderr)
+        hint = "" if args.model else " (no bundled model: pass --model BUNDLE)"
+        print(f"braintumor export: cannot load model: {exc}{hint}", file=sys.stderr)
         return 2
     try:
         out = export_onnx(loaded, args.out)

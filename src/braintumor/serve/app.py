@@ -13,10 +13,13 @@ import base64
 import html
 import json
 import logging
+import os
 import sys
 import time
 from importlib import resources
+from typing import NamedTuple
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, Security, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -24,6 +27,8 @@ from fastapi.security import APIKeyHeader
 
 from braintumor import DISCLAIMER, __version__
 from braintumor.data.errors import ImageReadError
+from braintumor.data.readers import LoadedImage
+from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
 from braintumor.serve.guard import UploadGuard, key_matches, too_large_error, unauthorized_error
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
@@ -34,7 +39,7 @@ from braintumor.serve.schemas import (
     ModelCardResponse,
     PredictionResponse,
 )
-from braintumor.serve.settings import API_KEY_HEADER, ServeSettings
+from braintumor.serve.settings import API_KEY_ENV, API_KEY_HEADER, ServeSettings
 
 log = logging.getLogger("braintumor.serve")
 
@@ -63,6 +68,13 @@ no tumour, and explains the decision with a Grad-CAM heatmap. Upload the scan as
 `multipart/form-data` in a field named `file`. Every error is JSON:
 `{{"error": code, "detail": message, "status": http_status}}`.
 """
+
+
+class _Classified(NamedTuple):
+    prediction: Prediction
+    loaded: LoadedImage
+    body: dict  # the JSON answer, "seconds" still to fill in
+    started: float  # perf_counter() when the upload had arrived
 
 
 def _page_html() -> str:
@@ -111,7 +123,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
                 "classes": list(predictor.classes), "card": predictor.card,
                 "disclaimer": DISCLAIMER}
 
-    def classify(file: UploadFile, explain: bool):
+    def classify(file: UploadFile, explain: bool) -> _Classified:
+        """Read, decode and run the model; every refusal raises the ApiError that says why."""
         t0 = time.perf_counter()
         if file.size is not None and file.size > settings.max_upload_bytes:
             raise too_large_error(settings.max_upload_bytes, declared=file.size)
@@ -130,7 +143,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
                 "checksum": pred.checksum, "seconds": 0.0, "image_size": [h, w],
                 "image_format": loaded.meta.format, "warnings": list(loaded.meta.warnings),
                 "disclaimer": DISCLAIMER}
-        return pred, loaded, body, t0
+        return _Classified(pred, loaded, body, t0)
 
     def finish(body: dict, t0: float, route: str) -> dict:
         body["seconds"] = round(time.perf_counter() - t0, 6)
@@ -142,8 +155,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     @v1.post("/predict", response_model=PredictionResponse, tags=["predict"])
     def predict(file: UploadFile = File(..., description="the scan: JPEG, PNG or DICOM")) -> dict:
         """Classify one scan. Research use only: not a diagnosis."""
-        _, _, body, t0 = classify(file, explain=False)
-        return finish(body, t0, "predict")
+        result = classify(file, explain=False)
+        return finish(result.body, result.started, "predict")
 
     @v1.post(
         "/explain", response_model=ExplanationResponse, tags=["predict"],
@@ -159,15 +172,17 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
                                    description="png: answer with the overlay PNG itself"),
     ):
         """Classify one scan and show the evidence: a Grad-CAM heatmap over it."""
-        pred, loaded, body, t0 = classify(file, explain=True)
-        overlay = png_bytes(pred.overlay)
+        result = classify(file, explain=True)
+        body = result.body
+        overlay = png_bytes(result.prediction.overlay)
         if _wants_png(format, request.headers.get("accept", "")):
-            finish(body, t0, "explain")
+            finish(body, result.started, "explain")
             return Response(overlay, media_type="image/png", headers=_result_headers(body))
+        heatmap = png_bytes(heatmap_rgba(result.prediction.heatmap))
         body["overlay_png"] = base64.b64encode(overlay).decode("ascii")
-        body["heatmap_png"] = base64.b64encode(png_bytes(heatmap_rgba(pred.heatmap))).decode()
-        body["scan_png"] = base64.b64encode(png_bytes(loaded.pixels)).decode("ascii")
-        return JSONResponse(finish(body, t0, "explain"))
+        body["heatmap_png"] = base64.b64encode(heatmap).decode("ascii")
+        body["scan_png"] = base64.b64encode(png_bytes(result.loaded.pixels)).decode("ascii")
+        return JSONResponse(finish(body, result.started, "explain"))
 
     app.include_router(v1)
     # Added innermost first: CORS (when configured) must be outermost so that even the
@@ -203,31 +218,30 @@ def _result_headers(body: dict) -> dict[str, str]:
 SERVE_CONFIG_ENV = "BRAINTUMOR_SERVE_CONFIG"
 
 
+def _warm_up(predictor) -> None:
+    """One explained prediction on noise before the port opens, so the first clinician's
+    request does not also pay for building the Grad-CAM model copy and the colour tables."""
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    heatmap_rgba(predictor.predict_one(noise, explain=True).heatmap)
+
+
 def app_from_env() -> FastAPI:
     """App factory for ``--workers > 1``: uvicorn starts each worker process from an import
     string, so the model path and settings travel in the environment (the API key in
     ``$BRAINTUMOR_API_KEY``), and every worker loads its own copy of the model once."""
-    import os
-
-    from braintumor.inference.predictor import Predictor
-    from braintumor.serve.settings import API_KEY_ENV
-
     config = json.loads(os.environ[SERVE_CONFIG_ENV])
     settings = ServeSettings(max_upload_bytes=config["max_upload_bytes"],
                              api_key=os.environ.get(API_KEY_ENV) or None,
                              cors_origins=tuple(config["cors_origins"]),
                              max_pixels=config["max_pixels"])
-    return create_app(Predictor.load(config["model"]), settings)
+    predictor = Predictor.load(config["model"])
+    _warm_up(predictor)
+    return create_app(predictor, settings)
 
 
 def serve_command(args) -> int:
     """``braintumor serve``: load the model once, then run uvicorn until interrupted."""
-    import os
-
     import uvicorn
-
-    from braintumor.inference.predictor import Predictor
-    from braintumor.serve.settings import API_KEY_ENV
 
     try:
         settings = ServeSettings.from_args(args)
@@ -240,6 +254,7 @@ def serve_command(args) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"braintumor serve: cannot load the model: {exc}", file=sys.stderr)
         return 1
+    _warm_up(predictor)
     if args.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         print(f"warning: listening on {args.host} without an API key: anyone who can reach "
               "this port can use the service (set --api-key or $BRAINTUMOR_API_KEY)",

@@ -169,6 +169,12 @@ class CacheDataModule(L.LightningDataModule):
             raise TrainingDataError(
                 f"class(es) {small} have fewer than 2 training images: one is needed for "
                 "training and one for validation")
+        n_val = int(np.ceil(self.val_fraction * len(pool)))
+        if n_val < len(self.classes) or len(pool) - n_val < len(self.classes):
+            raise TrainingDataError(
+                f"val_fraction={self.val_fraction} of {len(pool)} training images gives "
+                f"{n_val} validation images, too few for one of each of the "
+                f"{len(self.classes)} classes; add images or change --val-fraction")
         groups = duplicate_group_ids(cached, pool)
         tr, va, method = split_train_val(labels[pool], groups, self.val_fraction, self.seed)
         self.train_rows, self.val_rows = pool[tr], pool[va]

@@ -51,16 +51,15 @@ class Classifier(L.LightningModule):
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.trainer is not None and self.trainer.training:
+            # Lightning does not checkpoint RNG states (and a resumed run draws from the RNG
+            # in a different order while setting up). Seeding each step from (seed, step,
+            # rank) makes its augmentation and dropout independent of history, so a run
+            # resumed from last.ckpt continues exactly as the uninterrupted one would have.
+            torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step * 7919
+                              + self.global_rank)
             self.augment.train()
             x = self.augment(x)
         return x, labels
-
-    def on_train_epoch_start(self) -> None:
-        # Lightning does not checkpoint RNG states. Reseeding from (seed, epoch) makes each
-        # epoch's augmentation and dropout independent of history, so a run resumed from
-        # last.ckpt continues exactly as the uninterrupted run would have.
-        torch.manual_seed(self.cfg.seed * 1009 + self.current_epoch + 1
-                          + 7919 * self.global_rank)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import yaml
 
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import DatasetError
@@ -81,6 +83,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     if not resume and ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt")):
         raise TrainingError(f"{ckpt_dir} already holds checkpoints; pass --resume to continue "
                             "that run, or choose another --out (nothing was overwritten)")
+    if resume:
+        _check_resumable(cfg, out / "config.yaml")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -133,6 +137,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     except SystemExit as exc:  # Lightning turns Ctrl-C into a graceful shutdown + exit(1)
         if trainer.interrupted:
+            # Lightning ignores SIGINT from then on; give the process its Ctrl-C back.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             where = f"{last} (end of epoch {_last_epoch(out)})" if last.is_file() else \
                 "no complete epoch was saved"
             raise KeyboardInterrupt(f"training interrupted; last complete checkpoint: {where}; "
@@ -198,6 +204,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
                "temperature": temperature, **card["training"], "metrics": metrics}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
+    """Refuse a resume whose settings would not fit the saved optimiser/schedule state."""
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    keys = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "schedule", "lr",
+            "optimizer", "seed", "val_fraction", "max_train_images")
+    now = cfg.to_dict()
+    changed = [k for k in keys if k in saved and saved[k] != now[k]]
+    if changed:
+        raise TrainingError(
+            "--resume with settings that differ from the run's config.yaml: "
+            + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
+            + " (the saved learning-rate schedule and data split depend on them); "
+            "start a new run with another --out instead")
 
 
 def _devices(value: str):

@@ -1,0 +1,225 @@
+"""The evidence checks: each separates a meaningful map from a meaningless one, and their
+baselines are what chance would score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from braintumor.cli import main
+from braintumor.data.preprocess import preprocess
+from braintumor.explain import Explainer
+from braintumor.explain.base import AttributionMethod
+from braintumor.explain.faithfulness import (
+    _curve_images,
+    auc,
+    deletion_insertion,
+    fill_image,
+    saliency_ranks,
+)
+from braintumor.explain.localisation import (
+    expected_random_iou,
+    head_mask,
+    localisation_scores,
+    top_region,
+)
+from braintumor.explain.sanity import (
+    cascade_order,
+    model_randomisation_check,
+    randomised_copy,
+    rank_correlation,
+)
+from braintumor.models import create_model
+from tests.conftest import blob_mask, make_slice
+from tests.explain.conftest import synthetic_images
+
+
+class ImageIntensity(AttributionMethod):
+    """A "saliency map" that is just the input: it ignores the model entirely, so the
+    randomisation check must fail it (Adebayo et al.'s edge-detector argument)."""
+
+    name = "image-intensity"
+
+    def raw_maps(self, score, inputs, layer):
+        score.resolve(inputs)
+        return inputs[:, 0]
+
+
+@pytest.fixture(scope="module")
+def images(tiny_config):
+    raws, _ = synthetic_images(16, 70_000)
+    return np.stack([preprocess(r, tiny_config).image for r in raws])
+
+
+def test_randomisation_separates_trained_from_random_weights(tiny_model, tiny_config, images):
+    explainer = Explainer(tiny_model, preprocess=tiny_config)
+    result = model_randomisation_check(explainer, images, "gradcam", seed=0)
+    assert result.n_images == len(images)
+    assert result.mean_spearman < 0.5 and result.passed
+    blind = model_randomisation_check(explainer, images, ImageIntensity(), seed=0)
+    assert blind.mean_spearman > 0.99 and not blind.passed
+
+
+def test_randomised_copy_leaves_the_original_and_the_rng_alone(tiny_model):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state = torch.random.get_rng_state()
+    clone = randomised_copy(tiny_model, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(v, before[k])
+    changed = [k for k, v in clone.state_dict().items()
+               if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert any("features.0.weight" == k for k in changed) and "head.2.weight" in changed
+    partial = randomised_copy(tiny_model, seed=3, prefixes=["head"])
+    assert torch.equal(partial.state_dict()["features.0.weight"], before["features.0.weight"])
+    assert not torch.equal(partial.state_dict()["head.2.weight"], before["head.2.weight"])
+
+
+def test_cascade_runs_from_the_output_down():
+    model = create_model("braintumor-net", widths=(8, 8, 8, 8))
+    assert cascade_order(model) == ["head.3", "stages.3", "stages.2", "stages.1", "stages.0",
+                                    "stem.1", "stem.0"]
+
+
+def test_rank_correlation():
+    a = np.arange(16.0).reshape(4, 4)
+    assert rank_correlation(a, a**3) == pytest.approx(1.0)
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)
+    assert rank_correlation(a, np.zeros_like(a)) == 0.0
+
+
+def test_gradcam_beats_random_order_on_deletion_and_insertion(tiny_model, tiny_config, images):
+    explainer = Explainer(tiny_model, preprocess=tiny_config)
+    batch = explainer.explain_batch(images, "gradcam")
+    r = deletion_insertion(explainer, images, batch.maps, batch.targets, "gradcam", steps=16)
+    assert r.n_images == len(images) and len(r.deletion.curve) == 17
+    assert r.deletion.auc < r.random_deletion.auc - 0.05
+    # The blurred start already shows where the blob is (the synthetic task is that easy),
+    # so insertion starts near the top: the map wins, by little.
+    assert r.insertion.auc > r.random_insertion.auc
+    assert r.deletion_gain > 0 and r.insertion_gain > 0
+    flat = deletion_insertion(explainer, images, batch.maps, batch.targets, "gradcam",
+                              steps=8, deletion_fill="blur", insertion_fill="mean")
+    assert flat.settings["deletion_fill"] == "blur"
+    assert flat.insertion.auc > flat.random_insertion.auc + 0.05
+    assert flat.deletion.auc < flat.random_deletion.auc
+
+
+def test_curve_images_and_auc():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4) / 15
+    ranks = saliency_ranks(image, np.random.default_rng(0))  # brightest pixel first
+    assert ranks[3, 3] == 0 and ranks[0, 0] == 15
+    fill = fill_image(image, "mean")
+    seq = _curve_images(image, ranks, fill, steps=4, mode="deletion")
+    np.testing.assert_array_equal(seq[0], image)
+    np.testing.assert_allclose(seq[-1], fill)
+    assert (seq[1] == fill).sum() == 4 and (seq[1][3] == fill[3]).all()
+    ins = _curve_images(image, ranks, fill, steps=4, mode="insertion")
+    np.testing.assert_allclose(ins[0], fill)
+    np.testing.assert_array_equal(ins[-1], image)
+    assert auc(np.linspace(1, 0, 11)) == pytest.approx(0.5)
+    assert auc(np.ones(5)) == pytest.approx(1.0)
+
+
+def test_ties_are_broken_at_random_not_in_raster_order():
+    flat = np.zeros((8, 8))
+    firsts = {int(np.argmin(saliency_ranks(flat, np.random.default_rng(s)))) for s in range(20)}
+    assert len(firsts) > 10
+
+
+def test_localisation_scores_on_hand_made_maps():
+    mask = np.zeros((20, 20), bool)
+    mask[2:6, 2:6] = True  # 16 px = 4 % of the image
+    peak = np.zeros((20, 20))
+    peak[3, 3] = 1.0
+    s = localisation_scores(peak, mask)
+    assert s["pointing_game"] == 1.0 and s["energy_pointing_game"] == 1.0
+    assert s["random_pointing_game"] == s["mask_fraction"] == pytest.approx(0.04)
+
+    uniform = localisation_scores(np.ones((20, 20)), mask)
+    assert uniform["pointing_game"] == pytest.approx(0.04)  # every pixel ties for the max
+    assert uniform["energy_pointing_game"] == pytest.approx(0.04)
+    zero = localisation_scores(np.zeros((20, 20)), mask)
+    assert zero["pointing_game"] == zero["energy_pointing_game"] == pytest.approx(0.04)
+
+    miss = np.zeros((20, 20))
+    miss[15, 15] = 1.0
+    assert localisation_scores(miss, mask)["pointing_game"] == 0.0
+
+    ramp = np.zeros((20, 20))
+    ramp[2:6, 2:6] = 1.0  # top 10 % = 40 px, of which the 16 mask pixels
+    s = localisation_scores(ramp, mask)
+    assert s["iou_top10"] == pytest.approx(16 / 40, abs=0.03)
+    assert s["best_iou_top10"] == pytest.approx(16 / 40)
+    with pytest.raises(ValueError, match="empty mask"):
+        localisation_scores(peak, np.zeros((20, 20), bool))
+
+
+def test_random_iou_baseline_matches_simulation():
+    rng = np.random.default_rng(0)
+    n, k, m = 400, 40, 16
+    mask = np.zeros(n, bool)
+    mask[:m] = True
+    sims = []
+    for _ in range(4000):
+        region = np.zeros(n, bool)
+        region[rng.choice(n, k, replace=False)] = True
+        sims.append((region & mask).sum() / (region | mask).sum())
+    assert expected_random_iou(n, k, m) == pytest.approx(np.mean(sims), abs=0.003)
+    assert top_region(rng.random((20, 20)), 0.1).sum() == 40
+
+
+def test_head_mask_covers_the_head_not_the_background():
+    img = make_slice(64, 0, (0.35, 0.35))
+    head = head_mask(img)
+    assert head[32, 32] and not head[0, 0]
+    assert head[blob_mask(64, 0, "glioma")].all()
+
+
+def _write_masks(data_root, masks_root):
+    from PIL import Image
+
+    for path in (data_root / "Training").rglob("*.png"):
+        label = path.parent.name
+        if label == "notumor":
+            continue
+        k = int(path.stem.split("_")[-1])
+        out = masks_root / path.relative_to(data_root)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(blob_mask(64, k, label).astype(np.uint8) * 255).save(out)
+
+
+def test_explain_check_cli(tiny_bundle, synthetic_dataset, tmp_path, capsys):
+    root = synthetic_dataset(n_per_class=4, size=64)
+    masks = tmp_path / "masks"
+    _write_masks(root, masks)
+    out = tmp_path / "evidence.json"
+    code = main(["explain-check", "--model", str(tiny_bundle), "--data", str(root),
+                 "--split", "Training", "--masks", str(masks), "--methods", "gradcam,gradcam++",
+                 "--limit", "12", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["gradcam", "gradcam++"]
+    mf = report["model_faithfulness"]
+    assert mf["n_images"] == 12 and [s["method"] for s in mf["sanity"]] == report["methods"]
+    loc = report["localisation"]
+    assert loc["n_images"] == 12  # 3 tumour classes x 4, notumor has no masks
+    gradcam = loc["methods"][0]
+    assert set(gradcam["per_class"]) == {"glioma", "meningioma", "pituitary"}
+    overall = gradcam["overall"]
+    assert overall["pointing_game"] > 3 * overall["random_pointing_game"]
+    assert overall["energy_pointing_game"] > overall["random_energy_pointing_game"]
+    assert overall["iou_top10"] > overall["random_iou_top10"]
+    assert any("trained on" in n for n in report["notes"])
+    assert "Sanity" in printed and "Localisation" in printed and "Research use only" in printed
+
+    code = main(["explain-check", "--model", str(tiny_bundle), "--data", str(root),
+                 "--masks", str(masks), "--limit", "4", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert "localisation" not in report
+    assert any("Training images only" in n for n in report["notes"])

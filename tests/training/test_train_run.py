@@ -1,0 +1,115 @@
+"""End to end on synthetic data: run folder contents, loss going down, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+
+from braintumor.models import load_bundle
+from braintumor.training.run import train
+
+
+def _weights(ckpt):
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_run_writes_everything_and_lowers_the_loss(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=4, export_bundle=str(tmp_path / "exp"))
+    summary = train(cfg, command="braintumor train (test)")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "metrics.csv", "curves.png", "summary.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "bundle/card.json",
+                 "bundle/model.safetensors", "tensorboard"):
+        assert (run / name).exists(), name
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    for key in ("val_loss", "val_acc", "val_f1"):
+        assert rows[-1][key] != ""
+
+    loaded = load_bundle(tmp_path / "exp")
+    card = loaded.card
+    assert loaded.classes == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert card["training"]["command"] == "braintumor train (test)"
+    assert card["training"]["config"]["image_size"] == 32
+    assert card["training"]["hardware"]["torch"] == torch.__version__
+    assert card["training"]["wall_seconds"] > 0
+    assert card["metrics"]["test"]["images"] == 32  # the Testing split, scored once at the end
+    assert 0 <= card["metrics"]["validation"]["macro_f1"] <= 1
+    assert loaded.temperature > 0 and loaded.temperature == summary["temperature"]
+    assert card["preprocess"]["image_size"] == 32
+    assert json.loads((run / "summary.json").read_text())["metrics"] == card["metrics"]
+
+
+class _CtrlC(L.Callback):
+    """Presses Ctrl-C when batch ``batch`` of epoch ``epoch`` is about to run."""
+
+    def __init__(self, epoch: int, batch: int):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise KeyboardInterrupt
+
+
+def _press_ctrl_c(monkeypatch, epoch: int, batch: int) -> None:
+    import braintumor.training.run as run_mod
+
+    real_trainer = L.Trainer
+
+    def trainer_with_ctrl_c(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs["callbacks"], _CtrlC(epoch, batch)]
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_ctrl_c)
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_config, tmp_path,
+                                                            monkeypatch):
+    train(tiny_config(tiny_data, tmp_path / "straight", epochs=3))
+    cfg = tiny_config(tiny_data, tmp_path / "resumed", epochs=3)
+    with monkeypatch.context() as m:
+        _press_ctrl_c(m, epoch=1, batch=0)  # stop after k = 1 epoch
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    train(cfg, resume=True)  # the remaining m = 2 epochs
+    a = _weights(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    b = _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with (tmp_path / "straight" / "metrics.csv").open() as f:
+        s_rows = list(csv.DictReader(f))
+    with (tmp_path / "resumed" / "metrics.csv").open() as f:
+        r_rows = list(csv.DictReader(f))
+    assert len(s_rows) == 3
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert [r[key] for r in s_rows] == [r[key] for r in r_rows], key
+
+
+def test_resume_refuses_a_changed_schedule(tiny_data, tiny_config, tmp_path):
+    from braintumor.training.run import TrainingError
+
+    train(tiny_config(tiny_data, tmp_path / "run", epochs=1))
+    with pytest.raises(TrainingError, match="epochs"):
+        train(tiny_config(tiny_data, tmp_path / "run", epochs=2), resume=True)
+
+
+def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_data, tiny_config, tmp_path,
+                                                         monkeypatch):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=3)
+    with monkeypatch.context() as m:
+        _press_ctrl_c(m, epoch=1, batch=1)  # in the middle of the second epoch
+        with pytest.raises(KeyboardInterrupt, match="--resume"):
+            train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp"))
+    summary = train(cfg, resume=True)
+    assert summary["epochs_run"] == 3
+    assert load_bundle(tmp_path / "run" / "bundle").card["training"]["resumed"] is True
