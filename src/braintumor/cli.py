@@ -28,8 +28,11 @@ def _add_audit(sub) -> None:
     p.add_argument("data", nargs="?", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
     p.add_argument("--json", dest="json_out", help="write the full report as JSON here")
     p.add_argument("--leak-free-manifest", help="write test images with no duplicate in training (CSV)")
-    p.add_argument("--hash-distance", type=int, default=None, help="max Hamming distance of candidate pairs")
-    p.add_argument("--min-correlation", type=float, default=None, help="thumbnail correlation that confirms a pair")
+    p.add_argument("--min-correlation", type=float, default=None,
+                   help="32x32 thumbnail correlation that makes a candidate pair (default 0.90)")
+    p.add_argument("--min-agreement", type=float, default=None,
+                   help="gradient-orientation agreement that confirms a pair (default 0.87)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPUs)")
     p.add_argument("--custom-classes", action="store_true", help="accept class names beyond the canonical four")
     _handler(p, "braintumor.data.audit:audit_command")
 
@@ -64,7 +67,8 @@ def _add_train(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics, figures and an HTML report on a dataset split")
-    p.add_argument("--model", help="model bundle or checkpoint (default: the bundled model)")
+    p.add_argument("--model", help="model bundle or training run directory "
+                                    "(default: the bundled model)")
     p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
     p.add_argument("--split", default="Testing", help="which split to evaluate (default: Testing)")
     p.add_argument("--out", required=True, help="output folder")

@@ -17,7 +17,8 @@ def test_evaluate_writes_the_files_and_every_key(evaluated):
     for name in ("metrics.json", "report.html", "predictions.csv", "confusion_matrix.png",
                  "roc.png", "precision_recall.png", "reliability.png"):
         assert (out / name).stat().st_size > 0, name
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / "metrics.json").read_text(),  # strict JSON: no NaN/Infinity
+                   parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
     assert TOP_KEYS <= set(m)
     assert m["n_images"] == 20  # 5 per class; the broken file is left out and reported
     assert [p for p, _ in m["failed"]] == [str(evaluated["broken"])]
@@ -63,6 +64,15 @@ def test_gallery_shows_the_most_confident_mistakes(evaluated):
     wrong = sum(m["confusion_matrix"][i][j] for i in range(4) for j in range(4) if i != j)
     assert g["n_misclassified"] == wrong and g["n_shown"] == min(wrong, 24)
     assert all((evaluated["out"] / f).is_file() for f in g["files"])
+    with (evaluated["out"] / "predictions.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] != r["predicted"]]
+    shown = [f.split("/", 1)[1][3:-4] for f in g["files"]]  # gallery/NN_<stem>.png
+    confidences = sorted((float(r[f"p_{r['predicted']}"]) for r in rows), reverse=True)
+    # The k-th image shown has the k-th highest confidence among the mistakes (compared by
+    # value, as an untrained model can tie).
+    for name, conf in zip(shown, confidences, strict=False):
+        match = next(r for r in rows if r["path"].rsplit("/", 1)[-1].startswith(name + "."))
+        assert float(match[f"p_{match['predicted']}"]) == pytest.approx(conf, abs=1e-6)
 
 
 def test_run_directory_adds_training_curves(tmp_path, synthetic_dataset, make_bundle,
@@ -107,3 +117,25 @@ def test_card_agreement_flags_figures_that_do_not_come_back():
     rows = {r["metric"]: r["agrees"] for r in card_agreement(card, measured, "test")}
     assert rows == {"n_images": True, "accuracy": True, "macro_f1": False}
     assert card_agreement(card, measured, "train") == []  # the card states test figures only
+
+
+def test_without_an_audit_json_the_audit_runs_and_is_reused(tmp_path, synthetic_dataset,
+                                                           tiny_bundle, cache_root):
+    from PIL import Image, ImageOps
+
+    data = synthetic_dataset(n_per_class=3, size=64)
+    train_img = sorted((data / "Training" / "pituitary").glob("*.png"))[0]
+    leaked = data / "Testing" / "pituitary" / "mirrored_copy.png"
+    ImageOps.mirror(Image.open(train_img)).save(leaked)  # a mirrored duplicate across splits
+
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"eval{k}"
+        assert main(["evaluate", "--model", str(tiny_bundle), "--data", str(data),
+                     "--out", str(out), "--no-gallery"]) == 0
+        runs.append(json.loads((out / "metrics.json").read_text())["leak_free"])
+    first, second = runs
+    assert first["available"] and first["source"] == "computed"
+    assert first["n_excluded"] == 1 and first["n_images"] == 12
+    assert second["source"] == "computed (cached)"
+    assert second["n_excluded"] == 1 and second["accuracy"] == first["accuracy"]

@@ -202,6 +202,9 @@ def test_method_names_and_class_count_are_checked(tiny_model, tiny_config):
     explainer = Explainer(tiny_model, classes=["a", "b", "c"], preprocess=tiny_config)
     with pytest.raises(ValueError, match="returns 4 scores but 3 classes"):
         explainer.explain_batch(np.zeros((1, SIZE, SIZE), np.uint8))
+    empty = Explainer(tiny_model, preprocess=tiny_config).explain_batch(
+        np.zeros((0, SIZE, SIZE), np.uint8))
+    assert empty.maps.shape == (0, SIZE, SIZE) and empty.logits.shape == (0, 4)
 
 
 def test_mode_grad_state_and_threads(tiny_model, tiny_config, eval_set):

@@ -9,7 +9,7 @@ figures in ``docs/audit.md``):
    Every image is compared with every other one *and with its mirror* by one blocked matrix
    product; this is exhaustive, so unlike hash bucketing it cannot miss a pair. But adjacent
    slices of the same patient correlate as highly (0.99) as a re-contrasted copy (0.97).
-2. **Confirmation: gradient-orientation agreement** at 128x128. A copy keeps every edge in
+2. **Confirmation: gradient-orientation agreement** at 160x160. A copy keeps every edge in
    place, whatever was done to its intensities (gamma, contrast stretch, sharpening), while an
    adjacent slice moves small structures. The measure is the magnitude-weighted mean cosine
    between the two images' gradient directions (weights ``sqrt(|ga| |gb|)``), which is
@@ -47,9 +47,9 @@ class DuplicateConfig:
     # Thumbnail correlation (max over direct and mirrored) that makes a pair a candidate.
     min_correlation: float = 0.90
     # Gradient-orientation agreement that confirms a candidate as a duplicate.
-    min_agreement: float = 0.88
+    min_agreement: float = 0.87
     thumb_size: int = 32
-    detail_size: int = 128
+    detail_size: int = 160
     gradient_sigma: float = 1.0
     # Rows per block of the all-pairs correlation product (memory: rows x N floats, twice).
     block_rows: int = 1024
@@ -149,13 +149,13 @@ def fingerprint_pixels(
     np.power(mag, -0.5, out=inv_root, where=mag > 1e-6)
     u = np.stack([gx * inv_root, gy * inv_root])
     peak = float(np.abs(u).max())
-    # int8 keeps 7019 images x 2 x 128 x 128 at 230 MB; a per-image scale cancels out of the
+    # int8 keeps 7019 images x 2 x 160 x 160 at 360 MB; a per-image scale cancels out of the
     # agreement ratio, and 1/127 quantisation moves it by far less than the threshold gap.
     factor = 127.0 / peak if peak > 0 else 0.0
     field = np.round(u * factor).astype(np.int8)
-    # Lengths of the quantised vectors themselves (<= 127 * sqrt(2) < 256), so that the
-    # Cauchy-Schwarz bound |agreement| <= 1 survives the rounding.
-    weight = np.ceil(np.hypot(field[0], field[1], dtype=np.float32)).astype(np.uint8)
+    # Lengths of the quantised vectors themselves (<= 127 * sqrt(2) < 256), rounded, not
+    # truncated: a biased length would pull every agreement down.
+    weight = np.round(np.hypot(field[0], field[1], dtype=np.float32)).astype(np.uint8)
     return thumb, field, weight
 
 
@@ -196,19 +196,25 @@ def compute_fingerprints(
     cfg = config or DuplicateConfig()
     jobs = [(_as_path(s), cfg) for s in samples_or_paths]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_fingerprint_file, jobs, chunksize=64))
-    else:
-        results = [_fingerprint_file(j) for j in jobs]
-    n, t, s = len(results), cfg.thumb_size, cfg.detail_size
+    n, t, s = len(jobs), cfg.thumb_size, cfg.detail_size
     thumbs = np.zeros((n, t, t), np.float32)
     fields = np.zeros((n, 2, s, s), np.int8)
     weights = np.zeros((n, s, s), np.uint8)
-    for k, (_, feats) in enumerate(results):
-        if feats is not None:
-            thumbs[k], fields[k], weights[k] = feats
-    return Fingerprints([r[0] for r in results], _normalised(thumbs), fields, weights)
+    records: list[ImageRecord] = []
+
+    def collect(results) -> None:
+        # Results are copied into the arrays as they arrive, so no second full copy piles up.
+        for k, (rec, feats) in enumerate(results):
+            records.append(rec)
+            if feats is not None:
+                thumbs[k], fields[k], weights[k] = feats
+
+    if workers > 1 and n > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            collect(pool.map(_fingerprint_file, jobs, chunksize=64))
+    else:
+        collect(map(_fingerprint_file, jobs))
+    return Fingerprints(records, _normalised(thumbs), fields, weights)
 
 
 def _candidates(fp: Fingerprints, cfg: DuplicateConfig):
@@ -236,7 +242,7 @@ def _candidates(fp: Fingerprints, cfg: DuplicateConfig):
 
 
 def orientation_agreement(fp: Fingerprints, i: np.ndarray, j: np.ndarray,
-                          mirrored: np.ndarray, batch: int = 512) -> np.ndarray:
+                          mirrored: np.ndarray, batch: int = 256) -> np.ndarray:
     """Weighted gradient-direction cosine of image pairs (see module docstring).
 
     For a mirrored pair, image ``j`` is compared reflected: columns reversed and its x
@@ -257,7 +263,7 @@ def orientation_agreement(fp: Fingerprints, i: np.ndarray, j: np.ndarray,
             num = per_axis[:, 1] - per_axis[:, 0] if flip else per_axis.sum(axis=1)
             den = np.einsum("pyx,pyx->p", wa, wb)
             out[r] = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    return out
+    return np.clip(out, -1.0, 1.0)
 
 
 def find_duplicate_pairs(fp: Fingerprints, config: DuplicateConfig | None = None) -> DuplicatePairs:
@@ -268,8 +274,11 @@ def find_duplicate_pairs(fp: Fingerprints, config: DuplicateConfig | None = None
     agree = orientation_agreement(fp, ci, cj, cm)
     exact = hashes[ci] == hashes[cj]
     keep = exact | (agree >= cfg.min_agreement)
-    # Identical pixels match directly, whatever the image's own symmetry suggests.
+    # Identical pixels match directly, even when a nearly symmetric slice made the mirrored
+    # correlation win by a rounding error.
     mirrored = cm[keep] & ~exact[keep]
+    agree[exact] = 1.0
+    cc[exact] = 1.0
     pairs = DuplicatePairs(ci[keep], cj[keep], cc[keep], agree[keep], mirrored, exact[keep],
                            candidates=len(ci))
     return _add_missing_exact_pairs(pairs, hashes, fp.readable)
@@ -280,7 +289,7 @@ def _add_missing_exact_pairs(pairs: DuplicatePairs, hashes: np.ndarray,
     """Identical images the correlation stage cannot see (a flat, e.g. all-black, thumbnail
     correlates with nothing) are still exact duplicates."""
     flat_pairs = []
-    seen = {(int(a), int(b)) for a, b in zip(pairs.i, pairs.j)}
+    seen = {(int(a), int(b)) for a, b in zip(pairs.i, pairs.j, strict=True)}
     by_hash: dict[str, list[int]] = {}
     for k in np.flatnonzero(readable):
         by_hash.setdefault(hashes[k], []).append(int(k))
@@ -291,7 +300,7 @@ def _add_missing_exact_pairs(pairs: DuplicatePairs, hashes: np.ndarray,
                     flat_pairs.append((members[x], members[y]))
     if not flat_pairs:
         return pairs
-    fi, fj = (np.array(v, dtype=pairs.i.dtype) for v in zip(*flat_pairs))
+    fi, fj = (np.array(v, dtype=pairs.i.dtype) for v in zip(*flat_pairs, strict=True))
     ones = np.ones(len(fi), np.float32)
     no = np.zeros(len(fi), bool)
     return DuplicatePairs(
@@ -309,7 +318,8 @@ def group_ids(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def find_duplicate_groups(fp: Fingerprints, config: DuplicateConfig | None = None) -> DuplicateResult:
+def find_duplicate_groups(fp: Fingerprints,
+                          config: DuplicateConfig | None = None) -> DuplicateResult:
     """Pairs and duplicate groups of already fingerprinted images."""
     pairs = find_duplicate_pairs(fp, config)
     return DuplicateResult(pairs, group_ids(len(fp), pairs.i, pairs.j), fp)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from braintumor import DISCLAIMER
-from braintumor.data.datasets import DatasetError, discover
+from braintumor.data.datasets import SPLIT_NAMES, DatasetError, discover
 from braintumor.evaluation.evaluate import run_evaluation
 from braintumor.evaluation.leakage import Leakage, leakage_from_audit
 from braintumor.models import ModelIntegrityError
@@ -90,7 +90,7 @@ def compare(items: list[str], data: str | None, split: str = "Testing") -> list[
             continue
         if not data:
             raise DatasetError(f"{item} is a model, not an evaluation folder: --data is needed")
-        if leakage is None:
+        if leakage is None and SPLIT_NAMES.get(split.lower()) == "test":
             leakage = leakage_from_audit(discover(data))
         ev = run_evaluation(path, data, split, leakage=leakage)
         rows.append(row_from_metrics(item, ev.metrics))

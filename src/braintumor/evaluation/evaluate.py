@@ -11,6 +11,7 @@ import csv
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,6 +150,34 @@ def _calibration(logits: np.ndarray, labels: np.ndarray, temperature: float) -> 
     return out
 
 
+def _score(loaded: LoadedModel, samples: list, split_name: str, data, cache_root, batch_size: int,
+           n_resamples: int, seed: int, progress: bool, timings: dict):
+    """Decode (through the cache), predict, and compute every metric but the leak-free ones."""
+    t = time.perf_counter()
+    cached = build_cache(samples, loaded.preprocess, cache_root=cache_root, progress=progress)
+    timings["decode"] = time.perf_counter() - t
+    if len(cached) == 0:
+        first = f" (first: {cached.failed[0][0]}: {cached.failed[0][1]})" if cached.failed else ""
+        raise DatasetError(f"{data}: none of the {len(samples)} images of split {split_name!r} "
+                           f"could be read{first}")
+
+    t = time.perf_counter()
+    # A private in-memory copy: torch refuses to wrap the read-only memmap without a warning.
+    logits = predict_logits(loaded.model, np.array(cached.images), batch_size)
+    logits = logits.reshape(len(cached), len(loaded.classes))
+    labels = cached.label_indices(loaded.classes)
+    probs = softmax(logits, loaded.temperature)
+    timings["inference"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    m = classification_metrics(labels, probs, loaded.classes)
+    m["ci95"] = bootstrap_ci(labels, probs.argmax(axis=1), len(loaded.classes), n_resamples,
+                             seed)
+    m["calibration"] = _calibration(logits, labels, loaded.temperature)
+    timings["metrics"] = time.perf_counter() - t
+    return m, cached, labels, logits, probs
+
+
 def run_evaluation(model: str | Path | None, data: str | Path, split: str | None = "Testing",
                    *, audit: str | Path | None = None, leakage: Leakage | None = None,
                    cache_root: str | Path | None = None, batch_size: int = 128,
@@ -168,38 +197,26 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str | None
                            f"{loaded.classes}")
     timings["load"] = time.perf_counter() - t0
 
-    t = time.perf_counter()
-    cached = build_cache(samples, loaded.preprocess, cache_root=cache_root, progress=progress)
-    timings["decode"] = time.perf_counter() - t
-    if len(cached) == 0:
-        first = f" (first: {cached.failed[0][0]}: {cached.failed[0][1]})" if cached.failed else ""
-        raise DatasetError(f"{data}: none of the {len(samples)} images of split {split_name!r} "
-                           f"could be read{first}")
-
-    t = time.perf_counter()
-    # A private in-memory copy: torch refuses to wrap the read-only memmap without a warning.
-    logits = predict_logits(loaded.model, np.array(cached.images), batch_size)
-    logits = logits.reshape(len(cached), len(loaded.classes))
-    labels = cached.label_indices(loaded.classes)
-    probs = softmax(logits, loaded.temperature)
-    timings["inference"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    m = classification_metrics(labels, probs, loaded.classes)
-    preds = probs.argmax(axis=1)
-    m["ci95"] = bootstrap_ci(labels, preds, len(loaded.classes), n_resamples, seed)
-    m["calibration"] = _calibration(logits, labels, loaded.temperature)
-    timings["metrics"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if split_name == "test":
-        if leakage is None:
-            leakage = leakage_from_audit(index, audit)
-        m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, n_resamples, seed)
-    else:
-        m["leak_free"] = {"available": False, "reason": "leakage is measured for the test "
-                                                        f"split, not {split_name!r}"}
-    timings["leakage"] = time.perf_counter() - t
+    # The audit decodes the whole dataset and compares every pair of images: the slowest
+    # step. It runs in a background thread while this one decodes and predicts; both spend
+    # their time in worker processes and in numpy/torch code that releases the GIL, so on a
+    # multi-core machine they overlap instead of adding up.
+    with ThreadPoolExecutor(1, thread_name_prefix="audit") as background:
+        pending = None
+        if split_name == "test" and leakage is None:
+            pending = background.submit(leakage_from_audit, index, audit, cache_root)
+        m, cached, labels, logits, probs = _score(loaded, samples, split_name, data, cache_root,
+                                                  batch_size, n_resamples, seed, progress,
+                                                  timings)
+        t = time.perf_counter()
+        if split_name == "test":
+            leakage = pending.result() if pending is not None else leakage
+            m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, n_resamples,
+                                        seed)
+        else:
+            m["leak_free"] = {"available": False, "reason": "leakage is measured for the test "
+                                                            f"split, not {split_name!r}"}
+        timings["leakage_wait"] = time.perf_counter() - t
 
     t = time.perf_counter()
     m["model"] = _model_entry(loaded, run_dir)

@@ -47,13 +47,15 @@ def misclassified_gallery(loaded: LoadedModel, cached: CachedDataset, labels: np
     order = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:cap]
     summary = {"enabled": True, "n_misclassified": int(len(wrong)), "n_shown": int(len(order)),
                "method": "gradcam", "files": []}
+    folder = out / "gallery"
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("[0-9][0-9]_*.png"):  # a previous run's gallery, not this one's
+        old.unlink()
     if len(order) == 0:
         summary["reason"] = "no misclassified images"
         return [], summary
     images = np.asarray(cached.images[order])
     batch = Explainer(loaded).explain_batch(images, method="gradcam")
-    folder = out / "gallery"
-    folder.mkdir(parents=True, exist_ok=True)
     items = []
     for rank, (i, image, heat) in enumerate(zip(order, images, batch.maps, strict=True), start=1):
         png = _png(_panel(image, heat))

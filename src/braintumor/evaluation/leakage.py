@@ -9,6 +9,7 @@ path matches on its resolved form or, failing that, on its last three parts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from braintumor.data.cache import default_cache_root
 from braintumor.data.datasets import DatasetIndex
 
 TAIL_PARTS = 3
@@ -66,13 +68,46 @@ def read_audit_json(path: str | Path) -> Leakage:
     return Leakage.from_paths(paths, str(path), leak.get("test_with_train_duplicate"))
 
 
-def leakage_from_audit(index: DatasetIndex, audit_json: str | Path | None = None) -> Leakage:
-    """From the given audit JSON, else by running the audit on ``index`` (needs a train split)."""
+def _audit_key(index: DatasetIndex) -> str:
+    """Names one audit result: every file's (path, size, mtime, label, split) plus the source
+    of the audit code itself, so an edited image or an updated duplicate finder recomputes.
+    Like the decoded cache's memo, it trusts size + mtime rather than re-hashing 7000 files."""
+    from braintumor.data import audit, duplicates
+
+    h = hashlib.sha256()
+    for module in (audit, duplicates):
+        h.update(Path(module.__file__).read_bytes())
+    for s in index.samples:
+        st = os.stat(s.path)
+        h.update(f"{os.path.realpath(s.path)}|{st.st_size}|{st.st_mtime_ns}|{s.label}|"
+                 f"{s.split}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def leakage_from_audit(index: DatasetIndex, audit_json: str | Path | None = None,
+                       cache_root: str | Path | None = None) -> Leakage:
+    """From the given audit JSON, else by running the audit on ``index`` (needs a train split).
+
+    A computed result is kept under the decoded-image cache's root (``leakage/<key>.json``):
+    the audit takes tens of seconds on the Kaggle set and its answer depends only on the
+    files, so evaluating a second model on the same data reuses it.
+    """
     if audit_json:
         return read_audit_json(audit_json)
     if "train" not in index.splits or "test" not in index.splits:
         return Leakage(False, "computed", "the dataset has no Training/Testing pair to compare")
     from braintumor.data.audit import audit_dataset
 
+    stored = Path(cache_root or default_cache_root()) / "leakage" / f"{_audit_key(index)}.json"
+    try:
+        paths = json.loads(stored.read_text())["test_paths_with_train_duplicate"]
+        return Leakage.from_paths(paths, "computed (cached)")
+    except (OSError, ValueError, KeyError):
+        pass
     report = audit_dataset(index)
-    return Leakage.from_paths(sorted(report.leaked_test_paths), "computed")
+    paths = sorted(report.leaked_test_paths)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stored.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"test_paths_with_train_duplicate": paths}))
+    os.replace(tmp, stored)  # atomic: a concurrent reader sees all or nothing
+    return Leakage.from_paths(paths, "computed")

@@ -178,8 +178,8 @@ def print_report(report: dict, out=sys.stdout) -> None:
           f"(low is good, pass < {PASS_BELOW})")
         for s in mf["sanity"]:
             p(f"  {s['method']:<22} {s['mean_spearman']:+.3f}  median {s['median_spearman']:+.3f}"
-              f"  constant random maps {s['n_constant_maps']}  "
-              f"{'PASS' if s['passed'] else 'FAIL'}")
+              f"  mean |rho| {s['mean_abs_spearman']:.3f}  constant random maps "
+              f"{s['n_constant_maps']}  {'PASS' if s['passed'] else 'FAIL'}")
         p("\nFaithfulness: AUC of the calibrated probability (deletion: low is good; insertion: "
           "high is good)")
         p(f"  {'method':<22} {'deletion':>9} {'random':>8} {'insertion':>10} {'random':>8}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,6 @@ class Explanation:
     crop: CropInfo
     source: str = "<image>"
     colormap: str = "jet"
-    meta: dict = field(default_factory=dict)
 
     @property
     def confidence(self) -> float:

@@ -87,8 +87,9 @@ class SanityResult:
     method: str
     randomised: str  # "all" or the cascade's last randomised block
     n_images: int
-    mean_spearman: float
+    mean_spearman: float  # the headline: low is good
     median_spearman: float
+    mean_abs_spearman: float  # a strongly *negative* rho is a structural link too
     n_constant_maps: int  # maps from the randomised model with no variation at all
     passed: bool
     per_image: list[float]
@@ -106,7 +107,8 @@ def _compare(method: str, label: str, trained: BatchExplanation,
     constant = int(sum(np.ptp(m) == 0 for m in random.maps))
     mean = float(np.mean(rhos)) if rhos else float("nan")
     return SanityResult(method, label, len(rhos), mean,
-                        float(np.median(rhos)) if rhos else float("nan"), constant,
+                        float(np.median(rhos)) if rhos else float("nan"),
+                        float(np.mean(np.abs(rhos))) if rhos else float("nan"), constant,
                         bool(mean < PASS_BELOW), [round(r, 4) for r in rhos])
 
 

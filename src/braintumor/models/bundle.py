@@ -104,6 +104,11 @@ def load_bundle(path: str | Path | None = None) -> LoadedModel:
     p = Path(path) if path else bundled_model_path()
     folder = p if p.is_dir() else p.parent
     card_file = folder / CARD_NAME
+    if not card_file.is_file() and path is None:
+        raise FileNotFoundError(
+            f"no bundled model is installed ({card_file} is missing): pass --model BUNDLE_DIR "
+            "or build one with `make train`"
+        )
     if not card_file.is_file():
         raise FileNotFoundError(f"{folder}: no {CARD_NAME} (a model bundle is a folder with "
                                 f"{WEIGHTS_NAME} and {CARD_NAME})")

@@ -50,9 +50,13 @@ def split_train_val(labels: np.ndarray, groups: np.ndarray | None, val_fraction:
                                   stratify=labels)
         return np.sort(tr), np.sort(va), "stratified (each image its own group)"
     if groups is None:
-        groups = np.arange(len(labels))
+        groups, method = np.arange(len(labels)), "stratified (each image its own group)"
+    else:
+        n_dup = int(len(groups) - len(np.unique(groups)))
+        method = (f"stratified, duplicate-aware: {len(np.unique(groups))} duplicate groups "
+                  f"({n_dup} images share a group with another) never straddle train/val")
     tr, va = stratified_group_split(labels, groups, val_fraction, seed)
-    return np.sort(np.asarray(tr)), np.sort(np.asarray(va)), "stratified, duplicate-aware groups"
+    return np.sort(np.asarray(tr)), np.sort(np.asarray(va)), method
 
 
 def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray | None:
@@ -61,7 +65,7 @@ def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray |
         from braintumor.data.duplicates import duplicate_groups
     except ImportError:
         return None
-    return np.asarray(duplicate_groups(cached.images[rows]))
+    return np.asarray(duplicate_groups([cached.paths[i] for i in rows]))
 
 
 def _empty_class_dirs(root: Path) -> list[str]:

@@ -34,7 +34,8 @@ class EpochCSV(L.Callback):
         self._t0 = 0.0
         self._seen = 0
 
-    def on_fit_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer, pl_module) -> None:
+        # (not on_fit_start: a resumed run's epoch counter is restored only after it)
         if trainer.global_rank != 0:
             return
         keep = [r for r in read_metrics(self.path) if r["epoch"] < trainer.current_epoch]

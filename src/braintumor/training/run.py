@@ -110,8 +110,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode=mode,
-                              save_top_k=1, save_last=True, enable_version_counter=False)
-    callbacks = [best_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
+                              save_top_k=1, enable_version_counter=False)
+    # Lightning 2.6's save_last only refreshes last.ckpt when a best checkpoint is saved; a
+    # second, unmonitored checkpoint rewrites last.ckpt at the end of every epoch instead.
+    last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                              enable_version_counter=False)
+    callbacks = [best_cb, last_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
     if cfg.patience and cfg.patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
     loggers = []

@@ -1,0 +1,180 @@
+"""Training throughput: our pipeline against a conventional per-image one, side by side.
+
+Both train the same model at the same image size and batch size for the same number of
+steps (forward, backward, optimiser step, augmentation included); only the way images reach
+the model differs:
+
+- conventional (as the published notebooks do it): a ``Dataset`` that, per image, opens the
+  JPEG with PIL, resizes it, applies a random rotation, flips and brightness change with
+  PIL/numpy and converts it to a tensor, in DataLoader worker processes; fp32 training.
+- ours: the decoded uint8 cache in memory, whole batches augmented on the training device
+  (``braintumor.training.augment``), the precision ``braintumor train`` picks on this machine
+  ("auto": bf16 autocast where the CPU supports it and it measured faster).
+
+A third line, "ours-fp32", isolates the data pipeline from the precision choice.
+
+    python benchmarks/train_throughput.py --data ../shared/datasets/brain-tumor-mri
+
+Results go to benchmarks/results/train_throughput.json. On a shared machine the figures are
+noisy; the script reports the median of per-step times over ``--steps`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+from torch.utils.data import DataLoader, Dataset
+
+from braintumor.data.cache import build_cache
+from braintumor.data.datasets import discover
+from braintumor.data.preprocess import PreprocessConfig
+from braintumor.models import create_model
+from braintumor.training.augment import BatchAugment
+from braintumor.training.config import AugmentConfig
+from braintumor.training.hardware import choose_cpu_precision, cpu_model
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+
+
+class ConventionalDataset(Dataset):
+    """Per-image decode and augmentation in Python, the way the notebooks feed Keras/torch."""
+
+    def __init__(self, paths: list[str], labels: list[int], size: int, seed: int = 0):
+        self.paths, self.labels, self.size, self.seed = paths, labels, size, seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng((self.seed, i, time.perf_counter_ns()))
+        img = Image.open(self.paths[i]).convert("L").resize((self.size, self.size),
+                                                           Image.BILINEAR)
+        img = img.rotate(float(rng.uniform(-10, 10)), resample=Image.BILINEAR)
+        img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.9, 1.1)))
+        img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.9, 1.1)))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        if rng.random() < 0.5:
+            arr = arr[:, ::-1]
+        return torch.from_numpy(arr.copy()).unsqueeze(0), self.labels[i]
+
+
+def _train_steps(model, batches, steps: int, bf16: bool, augment=None) -> list[float]:
+    """Per-step wall times (data fetch + augmentation + forward + backward + step)."""
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    times = []
+    it = iter(batches)
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        x, y = next(it)
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0).unsqueeze(1)
+        if augment is not None:
+            x = augment(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=os.environ.get("DATA"), required=os.environ.get("DATA")
+                    is None)
+    ap.add_argument("--model", default="braintumor-net")
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=25, help="timed steps per pipeline")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch compute threads (both)")
+    ap.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    index = discover(args.data)
+    train = index.split("train")
+    t0 = time.perf_counter()
+    cached = build_cache(train, PreprocessConfig(image_size=args.image_size))
+    cache_seconds = time.perf_counter() - t0
+    classes = list(index.classes)
+    labels = cached.label_indices(classes)
+    n = args.batch_size * (args.steps + args.warmup)
+
+    def model():
+        torch.manual_seed(0)
+        return create_model(args.model, image_size=args.image_size)
+
+    precision, probe = choose_cpu_precision(model, args.image_size, min(args.batch_size, 32))
+    results = {}
+
+    # Ours: uint8 rows from the cache, batch augmentation, auto precision (and fp32).
+    images = torch.from_numpy(np.array(cached.images))
+    targets = torch.from_numpy(labels)
+    fast = DataLoader(torch.utils.data.TensorDataset(images, targets),
+                      batch_size=args.batch_size, shuffle=True, drop_last=True)
+    augment = BatchAugment(AugmentConfig()).train()
+    for name, bf16 in (("ours", precision == "bf16-mixed"), ("ours-fp32", False)):
+        times = _train_steps(model(), _forever(fast), args.steps + args.warmup, bf16, augment)
+        results[name] = {"precision": "bf16-mixed" if bf16 else "32-true",
+                         "median_step_s": statistics.median(times[args.warmup:])}
+
+    # Conventional: PIL decode + per-image augmentation in DataLoader workers, fp32.
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(train), size=min(n, len(train)), replace=False)
+    ds = ConventionalDataset([str(train[i].path) for i in pick],
+                             [classes.index(train[i].label) for i in pick], args.image_size)
+    slow = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                      num_workers=args.workers, persistent_workers=args.workers > 0)
+    times = _train_steps(model(), _forever(slow), args.steps + args.warmup, False)
+    results["conventional"] = {"precision": "32-true",
+                               "median_step_s": statistics.median(times[args.warmup:]),
+                               "dataloader_workers": args.workers}
+
+    for r in results.values():
+        r["images_per_second"] = round(args.batch_size / r["median_step_s"], 1)
+        r["median_step_s"] = round(r["median_step_s"], 4)
+    conv = results["conventional"]["images_per_second"]
+    report = {
+        "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
+        "timed_steps": args.steps, "torch_threads": args.threads,
+        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+        "python": platform.python_version(), "precision_probe": probe,
+        "cache_build_or_load_seconds": round(cache_seconds, 2),
+        "pipelines": results,
+        "speedup_vs_conventional": round(results["ours"]["images_per_second"] / conv, 2),
+        "speedup_vs_conventional_same_precision": round(
+            results["ours-fp32"]["images_per_second"] / conv, 2),
+        "load_average_after": list(os.getloadavg()),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for name, r in results.items():
+        print(f"{name:13s} {r['precision']:11s} {r['images_per_second']:8.1f} img/s")
+    print(f"speed-up: {report['speedup_vs_conventional']}x "
+          f"(same precision: {report['speedup_vs_conventional_same_precision']}x); "
+          f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Duplicate-aware stratified splits: groups never straddle, classes stay balanced, seeds repeat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braintumor.data.duplicates import duplicate_groups
+from braintumor.data.splits import stratified_group_split
+
+
+def _toy(n_groups: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of 1-4 copies sharing a label; class shares 40/30/20/10 %."""
+    rng = np.random.default_rng(seed)
+    group_labels = rng.choice(4, size=n_groups, p=[0.4, 0.3, 0.2, 0.1])
+    sizes = rng.integers(1, 5, size=n_groups)
+    groups = np.repeat(np.arange(n_groups), sizes)
+    return group_labels[groups], groups
+
+
+def test_no_group_straddles_and_every_sample_is_placed_once():
+    labels, groups = _toy()
+    train, val = stratified_group_split(labels, groups, val_fraction=0.2, seed=3)
+    assert not set(groups[train]) & set(groups[val])
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(labels)))
+
+
+def test_classes_keep_their_share_and_the_size_is_near_the_target():
+    labels, groups = _toy(n_groups=600)
+    train, val = stratified_group_split(labels, groups, val_fraction=0.2, seed=0)
+    assert abs(len(val) / len(labels) - 0.2) < 0.03
+    overall = np.bincount(labels, minlength=4) / len(labels)
+    in_val = np.bincount(labels[val], minlength=4) / len(val)
+    assert np.abs(in_val - overall).max() < 0.03
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    labels, groups = _toy()
+    a = stratified_group_split(labels, groups, 0.25, seed=7)
+    b = stratified_group_split(labels, groups, 0.25, seed=7)
+    c = stratified_group_split(labels, groups, 0.25, seed=8)
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_string_labels_and_group_ids_work():
+    labels, groups = _toy(n_groups=80)
+    names = np.array(["glioma", "meningioma", "notumor", "pituitary"])[labels]
+    train, val = stratified_group_split(names.tolist(), [f"g{g}" for g in groups], 0.2, seed=1)
+    assert len(train) + len(val) == len(names) and len(val) > 0
+
+
+@pytest.mark.parametrize(
+    ("labels", "groups", "fraction", "message"),
+    [
+        ([0, 1, 0, 1], [0, 1, 2, 3], 0.0, "strictly between"),
+        ([0, 1, 0, 1], [0, 1, 2, 3], 1.0, "strictly between"),
+        ([0, 1, 0], [0, 1], 0.5, "equally long"),
+        ([0, 1, 0, 1], [0, 0, 0, 0], 0.5, "only 1 groups"),
+    ],
+)
+def test_bad_arguments_are_explained(labels, groups, fraction, message):
+    with pytest.raises(ValueError, match=message):
+        stratified_group_split(labels, groups, fraction, seed=0)
+
+
+def test_planted_copies_stay_together_end_to_end(tmp_path, synthetic_slice):
+    """Groups from the real duplicate finder keep a slice and its mirrored copy together."""
+    blobs = [(0.35, 0.35), (0.35, 0.68), (0.68, 0.5), None]
+    paths, labels = [], []
+    for k in range(24):
+        label = k % 4
+        img = synthetic_slice(48, 500 + k, blobs[label])
+        for suffix, pixels in (("", img), ("_mirror", img[:, ::-1])):
+            path = tmp_path / f"s{k}{suffix}.png"
+            Image.fromarray(pixels).save(path)
+            paths.append(str(path))
+            labels.append(label)
+    groups = duplicate_groups(paths, workers=1)
+    assert len(set(groups.tolist())) == 24
+    train, val = stratified_group_split(labels, groups, 0.25, seed=0)
+    val_set = set(val.tolist())
+    for k in range(0, len(paths), 2):
+        assert (k in val_set) == (k + 1 in val_set), f"{paths[k]} split from its mirror"

@@ -1,0 +1,62 @@
+"""Each registered model: output shape, parameter count, FLOPs and its Grad-CAM layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from braintumor.models import create_model, list_models, model_info
+
+
+def test_registry_lists_both_models_and_rejects_unknown():
+    assert {"paper-cnn", "braintumor-net"} <= set(list_models())
+    with pytest.raises(KeyError, match="available"):
+        create_model("no-such-net")
+
+
+@pytest.mark.parametrize("name", ["paper-cnn", "braintumor-net"])
+@pytest.mark.parametrize("size", [64, 128])
+def test_forward_shape_and_target_layer(name, size):
+    model = create_model(name, num_classes=4, image_size=size).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, size, size))
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
+    layers = dict(model.named_modules())
+    assert model.target_layer in layers  # the Grad-CAM target exists
+
+
+def test_paper_cnn_parameter_count_matches_the_published_design():
+    # 3x3 convs 1->32->64->128 (+bias), Dense(128 * 16 * 16 -> 128), Dense(128 -> 4) at 128 px
+    expected = (9 * 1 * 32 + 32) + (9 * 32 * 64 + 64) + (9 * 64 * 128 + 128) \
+        + (128 * 16 * 16 * 128 + 128) + (128 * 4 + 4)
+    info = model_info(create_model("paper-cnn", image_size=128), 128)
+    assert info.parameters == expected == 4_287_620
+
+
+def test_braintumor_net_is_small_and_cheap():
+    model = create_model("braintumor-net")
+    info = model_info(model, 128)
+    assert info.parameters == sum(p.numel() for p in model.parameters())
+    assert info.parameters < 2_000_000  # < 8 MB of fp32 weights, far under the 20 MB limit
+    paper = model_info(create_model("paper-cnn", image_size=128), 128)
+    assert 0 < info.flops < paper.flops  # fewer FLOPs per image than the baseline
+    # Its Grad-CAM target is the last stage, whose output feeds global average pooling.
+    target = dict(model.named_modules())[model.target_layer]
+    assert target is model.stages[-1]
+    assert isinstance(model.head[0], nn.AdaptiveAvgPool2d)
+
+
+def test_braintumor_net_trains_on_a_batch():
+    torch.manual_seed(0)
+    model = create_model("braintumor-net").train()
+    x, y = torch.rand(8, 1, 64, 64), torch.arange(8) % 4
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    losses = []
+    for _ in range(8):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]

@@ -1,0 +1,50 @@
+"""Config files (YAML and TOML), CLI overrides and the resolved config written back."""
+
+from __future__ import annotations
+
+import pytest
+
+from braintumor.cli import build_parser
+from braintumor.training.config import ConfigError, load_config, overrides_from_args
+
+
+def test_yaml_config_with_cli_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("epochs: 7\nlr: 0.01\naugment:\n  rotation_degrees: 5\n  zoom: [0.8, 1.2]\n")
+    args = build_parser().parse_args(["train", "--config", str(f), "--epochs", "3",
+                                      "--class-weights", "off"])
+    cfg = load_config(args.config, overrides_from_args(args))
+    assert cfg.epochs == 3 and cfg.lr == 0.01 and cfg.class_weights is False
+    assert cfg.augment.rotation_degrees == 5 and cfg.augment.zoom == (0.8, 1.2)
+    out = tmp_path / "resolved.yaml"
+    cfg.dump(out)
+    assert load_config(out) == cfg  # a run's config.yaml repeats the run
+
+
+def test_toml_config(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('model = "paper-cnn"\nepochs = 2\n[augment]\nenabled = false\n')
+    cfg = load_config(f)
+    assert cfg.model == "paper-cnn" and cfg.epochs == 2 and cfg.augment.enabled is False
+
+
+@pytest.mark.parametrize("text, match", [
+    ("epochz: 3\n", "unknown option"),
+    ("augment:\n  rotate: 3\n", "unknown augment option"),
+    ("epochs: 0\n", "epochs must be"),
+    ("- 1\n- 2\n", "mapping"),
+])
+def test_bad_configs_name_the_problem(tmp_path, text, match):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(f)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("braintumor-net.yaml", "paper-cnn.yaml"):
+        cfg = load_config(root / name)
+        assert cfg.model in name
