@@ -110,8 +110,15 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     from braintumor.explain.evidence import print_report
 
-    print_report({**report["testing"], "localisation": report.get("training_localisation"),
-                  "notes": report.get("training_localisation", {}).get("notes", [])})
+    training = report.get("training_localisation", {})
+    print_report({**report["testing"], "localisation": training.get("localisation"),
+                  "notes": training.get("notes", [])})
+    finer = report.get("training_localisation_finer_layer", {})
+    for m in finer.get("methods", []):
+        o = m["overall"]
+        print(f"gradcam at {finer['layer']}: pointing {o['pointing_game']:.3f} "
+              f"[{o['random_pointing_game']:.3f}]  energy {o['energy_pointing_game']:.3f}  "
+              f"IoU@10% {o['iou_top10']:.3f} [{o['random_iou_top10']:.3f}]")
     for r in report["cascade_gradcam"]:
         print(f"cascade: randomised down to {r['randomised']:<10} mean Spearman "
               f"{r['mean_spearman']:+.3f}")

@@ -25,15 +25,18 @@ def _data_default() -> str | None:
 
 def _add_audit(sub) -> None:
     p = sub.add_parser("audit", help="count, check and find duplicates/leakage in a dataset")
-    p.add_argument("data", nargs="?", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("data", nargs="?", default=_data_default(),
+                   help="dataset folder or CSV (default: $DATA)")
     p.add_argument("--json", dest="json_out", help="write the full report as JSON here")
-    p.add_argument("--leak-free-manifest", help="write test images with no duplicate in training (CSV)")
+    p.add_argument("--leak-free-manifest",
+                   help="write test images with no duplicate in training (CSV)")
     p.add_argument("--min-correlation", type=float, default=None,
                    help="32x32 thumbnail correlation that makes a candidate pair (default 0.90)")
     p.add_argument("--min-agreement", type=float, default=None,
                    help="gradient-orientation agreement that confirms a pair (default 0.87)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPUs)")
-    p.add_argument("--custom-classes", action="store_true", help="accept class names beyond the canonical four")
+    p.add_argument("--custom-classes", action="store_true",
+                   help="accept class names beyond the canonical four")
     _handler(p, "braintumor.data.audit:audit_command")
 
 

@@ -144,11 +144,20 @@ def test_duplicate_groups_accepts_samples_and_rejects_a_bare_path(planted):
         duplicate_groups(planted["a"])
 
 
-@pytest.mark.parametrize("kwargs", [{"min_correlation": 1.5}, {"min_agreement": -2},
-                                    {"thumb_size": 2}])
+@pytest.mark.parametrize("kwargs", [{"min_correlation": 1.5}, {"min_correlation": 0.0},
+                                    {"min_agreement": -2}, {"thumb_size": 2}])
 def test_config_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         DuplicateConfig(**kwargs)
+
+
+def test_decoded_arrays_can_be_grouped_without_files(synthetic_slice):
+    base = synthetic_slice(64, 42, GLIOMA)
+    arrays = [base, base[:, ::-1], _jpeg(base), synthetic_slice(64, 43, GLIOMA)]
+    fp = compute_fingerprints(arrays, workers=1)
+    assert [r.path for r in fp.records] == [f"<array {k}>" for k in range(4)]
+    groups = find_duplicate_groups(fp).groups
+    assert groups[0] == groups[1] == groups[2] != groups[3]
 
 
 def test_parallel_decoding_gives_the_same_answer(tmp_path, synthetic_slice):

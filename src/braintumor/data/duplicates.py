@@ -8,7 +8,7 @@ figures in ``docs/audit.md``):
    correlation: blind to brightness/contrast changes and to size (the whole image is resized).
    Every image is compared with every other one *and with its mirror* by one blocked matrix
    product; this is exhaustive, so unlike hash bucketing it cannot miss a pair. But adjacent
-   slices of the same patient correlate as highly (0.99) as a re-contrasted copy (0.97).
+   slices of the same patient can correlate higher (0.99) than a re-contrasted copy (0.98).
 2. **Confirmation: gradient-orientation agreement** at 160x160. A copy keeps every edge in
    place, whatever was done to its intensities (gamma, contrast stretch, sharpening), while an
    adjacent slice moves small structures. The measure is the magnitude-weighted mean cosine
@@ -55,8 +55,9 @@ class DuplicateConfig:
     block_rows: int = 1024
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.min_correlation <= 1.0:
-            raise ValueError(f"min_correlation must lie in [-1, 1], got {self.min_correlation}")
+        # Not <= 0: every pair of the dataset would become a candidate (N^2 of them).
+        if not 0.0 < self.min_correlation <= 1.0:
+            raise ValueError(f"min_correlation must lie in (0, 1], got {self.min_correlation}")
         if not -1.0 <= self.min_agreement <= 1.0:
             raise ValueError(f"min_agreement must lie in [-1, 1], got {self.min_agreement}")
         if self.thumb_size < 4 or self.detail_size < 8:
@@ -165,11 +166,11 @@ def _pixel_hash(pixels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _fingerprint_file(args: tuple[str, DuplicateConfig]):
-    path, cfg = args
-    rec = ImageRecord(path)
+def _fingerprint_file(args: tuple[str | np.ndarray, str, DuplicateConfig]):
+    source, name, cfg = args
+    rec = ImageRecord(name)
     try:
-        loaded = read_image(path)
+        loaded = read_image(source, name=name)
         feats = fingerprint_pixels(loaded.pixels, cfg)
     except ImageReadError as exc:
         rec.error = exc.reason
@@ -183,18 +184,24 @@ def _fingerprint_file(args: tuple[str, DuplicateConfig]):
     return rec, feats
 
 
-def _as_path(item) -> str:
-    return str(item.path if isinstance(item, Sample) else item)
+def _job(k: int, item, cfg: DuplicateConfig) -> tuple[str | np.ndarray, str, DuplicateConfig]:
+    if isinstance(item, np.ndarray):
+        return item, f"<array {k}>", cfg
+    path = str(item.path if isinstance(item, Sample) else item)
+    return path, path, cfg
 
 
 def compute_fingerprints(
-    samples_or_paths: Sequence[Sample | str | os.PathLike],
+    items: Sequence[Sample | str | os.PathLike | np.ndarray],
     config: DuplicateConfig | None = None,
     workers: int | None = None,
 ) -> Fingerprints:
-    """Decode every file once (in parallel) and keep what the duplicate search needs."""
+    """Decode every file once (in parallel) and keep what the duplicate search needs.
+
+    ``items`` are samples, paths, or already decoded 2-D arrays (named ``<array k>``).
+    """
     cfg = config or DuplicateConfig()
-    jobs = [(_as_path(s), cfg) for s in samples_or_paths]
+    jobs = [_job(k, item, cfg) for k, item in enumerate(items)]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     n, t, s = len(jobs), cfg.thumb_size, cfg.detail_size
     thumbs = np.zeros((n, t, t), np.float32)
@@ -285,10 +292,10 @@ def find_duplicate_pairs(fp: Fingerprints, config: DuplicateConfig | None = None
 
 
 def _add_missing_exact_pairs(pairs: DuplicatePairs, hashes: np.ndarray,
-                          readable: np.ndarray) -> DuplicatePairs:
-    """Identical images the correlation stage cannot see (a flat, e.g. all-black, thumbnail
-    correlates with nothing) are still exact duplicates."""
-    flat_pairs = []
+                             readable: np.ndarray) -> DuplicatePairs:
+    """Identical images the correlation stage missed (a flat thumbnail correlates with
+    nothing; a threshold of 1.0 can lose to rounding) are still exact duplicates."""
+    missing = []
     seen = {(int(a), int(b)) for a, b in zip(pairs.i, pairs.j, strict=True)}
     by_hash: dict[str, list[int]] = {}
     for k in np.flatnonzero(readable):
@@ -297,10 +304,10 @@ def _add_missing_exact_pairs(pairs: DuplicatePairs, hashes: np.ndarray,
         for x in range(len(members)):
             for y in range(x + 1, len(members)):
                 if (members[x], members[y]) not in seen:
-                    flat_pairs.append((members[x], members[y]))
-    if not flat_pairs:
+                    missing.append((members[x], members[y]))
+    if not missing:
         return pairs
-    fi, fj = (np.array(v, dtype=pairs.i.dtype) for v in zip(*flat_pairs, strict=True))
+    fi, fj = (np.array(v, dtype=pairs.i.dtype) for v in zip(*missing, strict=True))
     ones = np.ones(len(fi), np.float32)
     no = np.zeros(len(fi), bool)
     return DuplicatePairs(
@@ -326,7 +333,7 @@ def find_duplicate_groups(fp: Fingerprints,
 
 
 def duplicate_groups(
-    samples_or_paths: Sequence[Sample | str | os.PathLike] | Path,
+    samples_or_paths: Sequence[Sample | str | os.PathLike | np.ndarray] | Path,
     config: DuplicateConfig | None = None,
     workers: int | None = None,
 ) -> np.ndarray:

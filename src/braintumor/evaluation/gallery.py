@@ -17,17 +17,16 @@ from PIL import Image
 
 from braintumor.data.cache import CachedDataset
 from braintumor.evaluation.report import GalleryItem
-from braintumor.explain.explainer import Explainer
-from braintumor.explain.overlay import render_overlay
+from braintumor.explain import SHORT_DISCLAIMER, Explainer, compose_panel, render_overlay
+from braintumor.explain.overlay import save_png
 from braintumor.models import LoadedModel
 
 GAP = 2  # pixels between the plain slice and its overlay
 
 
-def _panel(image: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+def _pair(image: np.ndarray, overlay: np.ndarray) -> np.ndarray:
     """Slice | Grad-CAM overlay, side by side: the overlay alone hides what lies under it."""
     gray = np.repeat(image[..., None], 3, axis=2)
-    overlay = render_overlay(image, heatmap)
     gap = np.full((image.shape[0], GAP, 3), 255, np.uint8)
     return np.concatenate([gray, gap, overlay], axis=1)
 
@@ -58,10 +57,15 @@ def misclassified_gallery(loaded: LoadedModel, cached: CachedDataset, labels: np
     batch = Explainer(loaded).explain_batch(images, method="gradcam")
     items = []
     for rank, (i, image, heat) in enumerate(zip(order, images, batch.maps, strict=True), start=1):
-        png = _png(_panel(image, heat))
+        true, pred, conf = loaded.classes[labels[i]], loaded.classes[preds[i]], probs[i, preds[i]]
+        # The file stands alone (it may be copied into a slide), so it is the explain package's
+        # captioned panel with the research-use line; the report embeds the compact pair.
+        caption = [f"True: {true}  Predicted: {pred}  p = {conf:.3f} (calibrated)",
+                   f"Grad-CAM of {pred}  {Path(cached.paths[i]).name}", SHORT_DISCLAIMER]
         name = f"{rank:02d}_{Path(cached.paths[i]).stem}.png"
-        (folder / name).write_bytes(png)
+        overlay = render_overlay(image, heat)
+        save_png(compose_panel(image, heat, overlay, caption), folder / name)
         summary["files"].append(f"gallery/{name}")
-        items.append(GalleryItem(png, loaded.classes[labels[i]], loaded.classes[preds[i]],
-                                 float(probs[i, preds[i]]), cached.paths[i]))
+        items.append(GalleryItem(_png(_pair(image, overlay)), true, pred, float(conf),
+                                 cached.paths[i]))
     return items, summary
