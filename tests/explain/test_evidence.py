@@ -18,6 +18,7 @@ from braintumor.explain.faithfulness import (
     auc,
     deletion_insertion,
     fill_image,
+    random_saliency,
     saliency_ranks,
 )
 from braintumor.explain.localisation import (
@@ -101,6 +102,8 @@ def test_gradcam_beats_random_order_on_deletion_and_insertion(tiny_model, tiny_c
     # so insertion starts near the top: the map wins, by little.
     assert r.insertion.auc > r.random_insertion.auc
     assert r.deletion_gain > 0 and r.insertion_gain > 0
+    assert r.settings["random_block"] == 6  # 1/8 of 48 px
+    assert 0 <= r.random_block_deletion.auc <= 1 and len(r.random_block_insertion.curve) == 17
     flat = deletion_insertion(explainer, images, batch.maps, batch.targets, "gradcam",
                               steps=8, deletion_fill="blur", insertion_fill="mean")
     assert flat.settings["deletion_fill"] == "blur"
@@ -122,6 +125,18 @@ def test_curve_images_and_auc():
     np.testing.assert_array_equal(ins[-1], image)
     assert auc(np.linspace(1, 0, 11)) == pytest.approx(0.5)
     assert auc(np.ones(5)) == pytest.approx(1.0)
+
+
+def test_block_random_order_removes_whole_blocks():
+    rng = np.random.default_rng(0)
+    sal = random_saliency((8, 8), rng, block=4)
+    assert len(np.unique(sal)) == 4
+    assert all(len(np.unique(sal[r:r + 4, c:c + 4])) == 1 for r in (0, 4) for c in (0, 4))
+    ranks = saliency_ranks(sal, rng)
+    first = ranks < 16  # the first quarter of the order is exactly one block
+    assert any(first[r:r + 4, c:c + 4].all() for r in (0, 4) for c in (0, 4))
+    assert random_saliency((8, 8), rng).std() > 0
+    assert len(np.unique(random_saliency((5, 7), rng, 3))) == 6  # 2 x 3 blocks, cut at edges
 
 
 def test_ties_are_broken_at_random_not_in_raster_order():

@@ -181,11 +181,13 @@ def print_report(report: dict, out=sys.stdout) -> None:
               f"  mean |rho| {s['mean_abs_spearman']:.3f}  constant random maps "
               f"{s['n_constant_maps']}  {'PASS' if s['passed'] else 'FAIL'}")
         p("\nFaithfulness: AUC of the calibrated probability (deletion: low is good; insertion: "
-          "high is good)")
-        p(f"  {'method':<22} {'deletion':>9} {'random':>8} {'insertion':>10} {'random':>8}")
+          "high is good), beside random pixel / random block orders")
+        p(f"  {'method':<22} {'deletion':>9} {'pixels':>7} {'blocks':>7} {'insertion':>10} "
+          f"{'pixels':>7} {'blocks':>7}")
         for f in mf["faithfulness"]:
-            p(f"  {f['method']:<22} {f['deletion']['auc']:9.3f} {f['random_deletion']['auc']:8.3f}"
-              f" {f['insertion']['auc']:10.3f} {f['random_insertion']['auc']:8.3f}")
+            p(f"  {f['method']:<22} {f['deletion']['auc']:9.3f} {f['random_deletion']['auc']:7.3f}"
+              f" {f['random_block_deletion']['auc']:7.3f} {f['insertion']['auc']:10.3f}"
+              f" {f['random_insertion']['auc']:7.3f} {f['random_block_insertion']['auc']:7.3f}")
     loc = report.get("localisation")
     if loc:
         p(f"\nLocalisation against tumour masks, {loc['n_images']} images "

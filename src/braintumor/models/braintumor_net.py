@@ -37,7 +37,8 @@ class BrainTumorNet(nn.Module):
     target_layer = "stages.3"
 
     def __init__(self, num_classes: int = 4, in_channels: int = 1,
-                 widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.2):
+                 widths: tuple[int, ...] = (32, 64, 128, 256),
+                 depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False),
@@ -47,8 +48,10 @@ class BrainTumorNet(nn.Module):
         )
         stages = []
         cin = widths[0]
-        for i, w in enumerate(widths):
-            stages.append(BasicBlock(cin, w, 1 if i == 0 else 2))
+        for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
+            blocks = [BasicBlock(cin, w, 1 if i == 0 else 2)]
+            blocks += [BasicBlock(w, w, 1) for _ in range(d - 1)]
+            stages.append(blocks[0] if d == 1 else nn.Sequential(*blocks))
             cin = w
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
