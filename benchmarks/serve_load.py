@@ -170,6 +170,7 @@ def run_clients(url: str, images: list[tuple[str, bytes]], args: argparse.Namesp
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     images = pick_images(Path(args.data) / args.split, args.images)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     server = Server(args)
     try:
         health = server.wait_ready()
@@ -202,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             "max": round(float(lat_ms.max()), 1) if n else None,
             "mean": round(float(lat_ms.mean()), 1) if n else None,
         },
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        # The clients share the machine with the server: on a small box they take part of
+        # its CPU, and the load average shows whatever else was running.
+        "host": {"cpus": os.cpu_count(), "load_average_before": load_before,
+                 "platform": platform.platform(),
                  "python": platform.python_version(),
                  "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
     }
