@@ -38,5 +38,8 @@ train-baseline: venv
 evaluate: venv
 	$(BIN)/braintumor evaluate --data "$(DATA)" --out "$(OUT)/eval"
 
+benchmarks: venv
+	DATA="$(DATA)" MASKS="$(MASKS)" bash benchmarks/run_all.sh
+
 clean:
 	rm -rf $(OUT) .pytest_cache

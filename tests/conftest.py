@@ -54,9 +54,10 @@ def make_dataset(root: Path, n_per_class: int = 6, size: int = 64,
         for label in CLASSES:
             d = root / split / label
             d.mkdir(parents=True, exist_ok=True)
-            for i in range(n_per_class):
+            for _ in range(n_per_class):
                 k += 1
-                Image.fromarray(make_slice(size, k, BLOB_CENTRES.get(label))).save(d / f"{label}_{k}{ext}")
+                img = make_slice(size, k, BLOB_CENTRES.get(label))
+                Image.fromarray(img).save(d / f"{label}_{k}{ext}")
     return root
 
 

@@ -57,7 +57,8 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--patience", type=int)
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
     p.add_argument("--devices", help="Lightning devices, e.g. 1, 4 or auto")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
@@ -144,7 +145,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--api-key", default=None, help="require this key (or $BRAINTUMOR_API_KEY)")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--cors-origin", action="append", default=[], help="allow this origin (repeatable)")
+    p.add_argument("--cors-origin", action="append", default=[],
+                   help="allow this origin (repeatable)")
     p.add_argument("--workers", type=int, default=1)
     _handler(p, "braintumor.serve.app:serve_command")
 

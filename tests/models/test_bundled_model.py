@@ -60,3 +60,19 @@ def test_weights_from_another_model_are_refused(tmp_path):
     (other / CARD_NAME).write_text(json.dumps(card))
     with pytest.raises(ModelIntegrityError, match="do not fit"):
         load_bundle(other)
+
+
+def test_builder_arguments_travel_with_the_bundle(tmp_path):
+    """A model built with non-default arguments (deeper stages) loads back from its card."""
+    from braintumor.data.preprocess import PreprocessConfig
+    from braintumor.models import create_model, save_bundle
+
+    model = create_model("braintumor-net", depths=(1, 2, 2, 2)).eval()
+    folder = save_bundle(model, tmp_path / "deep", model_name="braintumor-net",
+                         classes=["glioma", "meningioma", "notumor", "pituitary"],
+                         preprocess=PreprocessConfig(image_size=64),
+                         model_kwargs={"depths": [1, 2, 2, 2]})
+    loaded = load_bundle(folder)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))

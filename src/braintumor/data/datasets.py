@@ -65,12 +65,14 @@ class DatasetIndex:
         return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
-def _hidden(path: Path, root: Path) -> bool:
+def is_hidden(path: Path, root: Path) -> bool:
+    """Dot- and dunder-folders/files (``.ipynb_checkpoints``, ``.DS_Store``, ``__MACOSX``)."""
     rel = path.relative_to(root).parts
     return any(p.startswith(".") or p.startswith("__") for p in rel)
 
 
-def _looks_like_image(path: Path) -> bool:
+def looks_like_image(path: Path) -> bool:
+    """By extension, or by the DICOM preamble for the extensionless files scanners write."""
     ext = path.suffix.lower()
     if ext in IMAGE_EXTENSIONS:
         return True
@@ -81,6 +83,13 @@ def _looks_like_image(path: Path) -> bool:
         except OSError:
             return False
     return False
+
+
+def image_files_in(folder: Path) -> list[Path]:
+    """Image files below ``folder``, recursively, hidden ones skipped, in a stable order."""
+    folder = Path(folder)
+    return sorted(f for f in folder.rglob("*")
+                  if f.is_file() and not is_hidden(f, folder) and looks_like_image(f))
 
 
 def _order_classes(labels: set[str]) -> tuple[str, ...]:
@@ -129,9 +138,9 @@ def _scan_class_dirs(
         except UnknownClassError as exc:  # say which folder, not just which name
             raise UnknownClassError(f"{class_dir}: {exc}") from None
         for path in sorted(class_dir.rglob("*")):
-            if not path.is_file() or _hidden(path, root):
+            if not path.is_file() or is_hidden(path, root):
                 continue
-            if _looks_like_image(path):
+            if looks_like_image(path):
                 samples.append(Sample(path, label, split))
             else:
                 skipped.append((str(path), "not an image file (by extension)"))

@@ -134,7 +134,10 @@ def to_model_input(images: np.ndarray):
     arr = np.asarray(images)
     if arr.ndim == 2:
         arr = arr[None]
-    return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0).unsqueeze(1)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # rows of the memory-mapped cache; torch wants writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).float().div_(255.0).unsqueeze(1)
 
 
 def map_to_original(heatmap: np.ndarray, crop: CropInfo) -> np.ndarray:

@@ -22,6 +22,8 @@ import torch
 from captum.attr import LayerAttribution
 from torch import nn
 
+from braintumor._warnings_lock import WARNINGS_LOCK
+
 
 class TargetScore(nn.Module):
     """``model`` reduced to the logit of one class per image, the class to explain.
@@ -133,7 +135,7 @@ class AttributionMethod(ABC):
                  layer: nn.Module | None) -> torch.Tensor:
         if not self.single_pass:
             score.resolve(inputs)
-        with warnings.catch_warnings():
+        with WARNINGS_LOCK, warnings.catch_warnings():
             # captum's notes on setting requires_grad / ReLU hooks it undoes itself.
             warnings.filterwarnings("ignore", message=".*required_grads has been set")
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")

@@ -15,26 +15,11 @@ import sys
 from pathlib import Path
 
 from braintumor import DISCLAIMER
-from braintumor.data.datasets import IMAGE_EXTENSIONS
+from braintumor.data.datasets import image_files_in
 from braintumor.data.errors import ImageReadError
 from braintumor.explain.explainer import Explainer, Explanation
 from braintumor.explain.overlay import colormap_lut
 from braintumor.explain.registry import canonical_method
-
-
-def _is_candidate(path: Path) -> bool:
-    """Inside folders, take image extensions and extension-less DICOM files (by magic)."""
-    if path.name.startswith("."):
-        return False
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return True
-    if path.suffix == "":
-        try:
-            with path.open("rb") as f:
-                return f.read(132)[128:132] == b"DICM"
-        except OSError:
-            return False
-    return False
 
 
 def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -45,7 +30,7 @@ def collect_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_candidate(f))
+            found = image_files_in(p)
             if not found:
                 failed.append((raw, "folder holds no image files"))
             files += found

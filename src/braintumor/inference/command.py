@@ -14,28 +14,11 @@ import sys
 from pathlib import Path
 
 from braintumor import DISCLAIMER
-from braintumor.data.datasets import IMAGE_EXTENSIONS
+from braintumor.data.datasets import IMAGE_EXTENSIONS, image_files_in
 from braintumor.inference.predictor import Prediction, Predictor
 
 # Folders with at least this many images get a progress bar (on stderr).
 PROGRESS_MIN_FILES = 20
-
-
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _is_image_file(path: Path) -> bool:
-    """By extension, or by the DICOM preamble for the extensionless files scanners write."""
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return True
-    if path.suffix == "":
-        try:
-            with path.open("rb") as f:
-                return f.read(132)[128:132] == b"DICM"
-        except OSError:
-            return False
-    return False
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -51,8 +34,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
     for arg in inputs:
         p = Path(arg)
         if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*")
-                           if f.is_file() and not _is_hidden(f, p) and _is_image_file(f))
+            found = [str(f) for f in image_files_in(p)]
             if not found:
                 problems.append(f"{arg}: folder holds no image files "
                                 f"({', '.join(sorted(IMAGE_EXTENSIONS))})")

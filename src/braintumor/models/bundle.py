@@ -79,9 +79,14 @@ def save_bundle(
     preprocess: PreprocessConfig,
     in_channels: int = 1,
     temperature: float = 1.0,
+    model_kwargs: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write weights and card atomically; returns the folder."""
+    """Write weights and card atomically; returns the folder.
+
+    ``model_kwargs`` are the builder arguments beyond the registry defaults (e.g. ``depths``):
+    ``load_bundle`` passes them back to ``create_model`` so the weights fit.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_NAME
@@ -90,6 +95,8 @@ def save_bundle(
     card = dict(extra or {})
     card["model"] = {**card.get("model", {}), "name": model_name,
                      "num_classes": len(classes), "in_channels": in_channels}
+    if model_kwargs is not None:
+        card["model"]["model_kwargs"] = dict(model_kwargs)
     card["classes"] = list(classes)
     card["preprocess"] = preprocess.to_dict()
     card["temperature"] = float(temperature)
@@ -103,6 +110,9 @@ def save_bundle(
 def load_bundle(path: str | Path | None = None) -> LoadedModel:
     """Load a bundle folder (or its weights file, with the card beside it); default: bundled."""
     p = Path(path) if path else bundled_model_path()
+    if path and not p.exists():
+        raise FileNotFoundError(f"{p}: no such model bundle (a folder with {WEIGHTS_NAME} and "
+                                f"{CARD_NAME}, or the weights file itself)")
     folder = p if p.is_dir() else p.parent
     card_file = folder / CARD_NAME
     if not card_file.is_file() and path is None:
@@ -127,11 +137,16 @@ def load_bundle(path: str | Path | None = None) -> LoadedModel:
     spec = card["model"]
     pre = PreprocessConfig.from_dict(card.get("preprocess", {}))
     model = create_model(spec["name"], num_classes=spec["num_classes"],
-                         in_channels=spec.get("in_channels", 1), image_size=pre.image_size)
+                         in_channels=spec.get("in_channels", 1), image_size=pre.image_size,
+                         **spec.get("model_kwargs", {}))
     try:
         model.load_state_dict(load_file(str(weights)))
     except RuntimeError as exc:
-        raise ModelIntegrityError(f"{weights}: weights do not fit {spec['name']}: {exc}") from exc
+        first = str(exc).splitlines()[:3]
+        raise ModelIntegrityError(
+            f"{weights}: weights do not fit {spec['name']} "
+            f"{spec.get('model_kwargs') or ''}: {' '.join(first)[:400]}"
+        ) from exc
     model.eval()
     return LoadedModel(
         model=model,

@@ -11,12 +11,12 @@ reason.
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from braintumor._warnings_lock import WARNINGS_LOCK
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers.base import (
     DEFAULT_MAX_PIXELS,
@@ -68,9 +68,6 @@ _WANTED_TAGS = [
 # Magic numbers of the raster formats: a ".dcm" file that starts with one of these is a
 # misnamed PNG/JPEG/... and goes to Pillow instead.
 _RASTER_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
-# warnings.catch_warnings swaps a process-wide filter list; serialise our own uses of it so
-# two threads of a server reading DICOMs at once cannot restore each other's state.
-_WARNINGS_LOCK = threading.Lock()
 
 
 class DicomReader(ImageReader):
@@ -130,7 +127,7 @@ def _read_header(data: bytes, source: str, force: bool):
     import pydicom
 
     failure = None
-    with _WARNINGS_LOCK, warnings.catch_warnings():
+    with WARNINGS_LOCK, warnings.catch_warnings():
         # pydicom's value-validation warnings can quote element values (file meta UIDs).
         warnings.simplefilter("ignore")
         try:
@@ -152,7 +149,7 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
     failure = None
-    with _WARNINGS_LOCK, warnings.catch_warnings():
+    with WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             # index=0 decodes one frame only: a 500-frame cine costs no more than one slice.
