@@ -10,7 +10,7 @@ OUT    ?= out
 
 export DATA
 
-.PHONY: venv demo test lint train train-baseline evaluate benchmarks clean
+.PHONY: venv demo test lint train train-baseline train-baseline-same-recipe evaluate benchmarks clean
 
 $(BIN)/braintumor: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ train: venv
 
 train-baseline: venv
 	$(BIN)/braintumor train --config configs/paper-cnn.yaml --data "$(DATA)" --out runs/paper-cnn
+
+train-baseline-same-recipe: venv
+	$(BIN)/braintumor train --config configs/paper-cnn-our-recipe.yaml --data "$(DATA)" --out runs/paper-cnn-our-recipe
 
 evaluate: venv
 	$(BIN)/braintumor evaluate --data "$(DATA)" --out "$(OUT)/eval"
