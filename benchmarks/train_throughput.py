@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image, ImageEnhance
 from torch.utils.data import DataLoader, Dataset
 
@@ -99,7 +100,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("DATA"), required=os.environ.get("DATA")
                     is None)
-    ap.add_argument("--model", default="braintumor-net")
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" /
+                                             "braintumor-net.yaml"),
+                    help="training config whose model (and model_kwargs) both pipelines train")
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=25, help="timed steps per pipeline")
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
+    train_cfg = yaml.safe_load(Path(args.config).read_text())
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -126,7 +130,8 @@ def main() -> None:
 
     def model():
         torch.manual_seed(0)
-        return create_model(args.model, image_size=args.image_size)
+        return create_model(train_cfg["model"], image_size=args.image_size,
+                            **(train_cfg.get("model_kwargs") or {}))
 
     precision, probe = choose_cpu_precision(model, args.image_size, min(args.batch_size, 32))
     results = {}
@@ -159,7 +164,8 @@ def main() -> None:
         r["median_step_s"] = round(r["median_step_s"], 4)
     conv = results["conventional"]["images_per_second"]
     report = {
-        "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
+        "model": train_cfg["model"], "model_kwargs": train_cfg.get("model_kwargs") or {},
+        "config": args.config, "image_size": args.image_size, "batch_size": args.batch_size,
         "timed_steps": args.steps, "torch_threads": args.threads,
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "precision_probe": probe,
