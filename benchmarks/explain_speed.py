@@ -37,30 +37,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _common import model_source  # benchmarks/ is on sys.path when run as a script
 
 TARGET_RATIO = 3.0
 OTHER_METHODS = ("gradcam++", "guided-gradcam", "integrated-gradients", "occlusion")
 
 
-def _model_source(model: str | None, tmp: Path) -> tuple[str, str]:
-    from braintumor.models.bundle import CARD_NAME, bundled_model_path
-
-    if model:
-        return model, f"bundle {model}"
-    if (bundled_model_path() / CARD_NAME).is_file():
-        return str(bundled_model_path()), "the bundled model"
-    import torch
-
-    from braintumor.data.labels import CANONICAL_CLASSES
-    from braintumor.data.preprocess import PreprocessConfig
-    from braintumor.models import create_model, save_bundle
-
-    torch.manual_seed(0)
-    path = save_bundle(create_model("braintumor-net"), tmp / "random-bundle",
-                       model_name="braintumor-net", classes=list(CANONICAL_CLASSES),
-                       preprocess=PreprocessConfig())
-    return str(path), ("freshly initialised braintumor-net (no bundled model yet): same "
-                       "architecture and FLOPs as the trained one, so the same time")
 
 
 def _files(data: str | None, n: int, tmp: Path) -> tuple[list[str], str]:
@@ -118,7 +100,7 @@ def run(args) -> dict:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bundle, model_note = _model_source(args.model, tmp)
+        bundle, model_note = model_source(args.model)
         files, data_note = _files(args.data, 16, tmp)
         loaded = load_bundle(bundle)
         fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _common import model_source  # benchmarks/ is on sys.path when run as a script
 
 TARGETS_MS = {"single_e2e": 20.0, "gradcam_e2e": 60.0}
 
@@ -83,26 +84,6 @@ def _image_files(data: str | None, n: int, tmp: Path) -> tuple[list[str], str]:
     return files, f"{n} synthetic 512x512 JPEGs (no dataset found)"
 
 
-def _model_source(model: str | None, tmp: Path) -> tuple[str, str]:
-    """The bundle to measure, and a note saying which one it is."""
-    from braintumor.models.bundle import CARD_NAME, bundled_model_path
-
-    if model:
-        return model, f"bundle {model}"
-    if (bundled_model_path() / CARD_NAME).is_file():
-        return str(bundled_model_path()), "the bundled model"
-    import torch
-
-    from braintumor.data.labels import CANONICAL_CLASSES
-    from braintumor.data.preprocess import PreprocessConfig
-    from braintumor.models import create_model, save_bundle
-
-    torch.manual_seed(0)
-    path = save_bundle(create_model("braintumor-net"), tmp / "random-bundle",
-                       model_name="braintumor-net", classes=list(CANONICAL_CLASSES),
-                       preprocess=PreprocessConfig())
-    return str(path), ("freshly initialised braintumor-net (no bundled model yet): same "
-                       "architecture and FLOPs as the trained one, so the same latency")
 
 
 def _machine() -> dict:
@@ -160,7 +141,7 @@ def run(args) -> dict:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bundle, model_note = _model_source(args.model, tmp)
+        bundle, model_note = model_source(args.model)
         files, data_note = _image_files(args.data, max(args.batch_size, 32), tmp)
         loaded = load_bundle(bundle)
         info = model_info(loaded.model, loaded.preprocess.image_size)
