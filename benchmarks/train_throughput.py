@@ -68,8 +68,11 @@ class ConventionalDataset(Dataset):
         return torch.from_numpy(arr.copy()).unsqueeze(0), self.labels[i]
 
 
-def _train_steps(model, batches, steps: int, bf16: bool, augment=None) -> list[float]:
+def _train_steps(model, batches, steps: int, bf16: bool, augment=None,
+                 channels_last: bool = False) -> list[float]:
     """Per-step wall times (data fetch + augmentation + forward + backward + step)."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
@@ -82,6 +85,8 @@ def _train_steps(model, batches, steps: int, bf16: bool, augment=None) -> list[f
             x = x.float().div_(255.0).unsqueeze(1)
         if augment is not None:
             x = augment(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = loss_fn(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
@@ -114,6 +119,8 @@ def main() -> None:
                     help="torch compute threads (both; default: all cores)")
     ap.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--try-channels-last", action="store_true",
+                    help="also time our pipeline with channels_last memory format")
     args = ap.parse_args()
     train_cfg = yaml.safe_load(Path(args.config).read_text())
     torch.set_num_threads(args.threads)
@@ -142,8 +149,12 @@ def main() -> None:
     fast = DataLoader(torch.utils.data.TensorDataset(images, targets),
                       batch_size=args.batch_size, shuffle=True, drop_last=True)
     augment = BatchAugment(AugmentConfig()).train()
-    for name, bf16 in (("ours", precision == "bf16-mixed"), ("ours-fp32", False)):
-        times = _train_steps(model(), _forever(fast), args.steps + args.warmup, bf16, augment)
+    variants = [("ours", precision == "bf16-mixed", False), ("ours-fp32", False, False)]
+    if args.try_channels_last:  # a candidate for `channels_last: true` in the training config
+        variants.append(("ours-channels-last", precision == "bf16-mixed", True))
+    for name, bf16, cl in variants:
+        times = _train_steps(model(), _forever(fast), args.steps + args.warmup, bf16, augment,
+                             channels_last=cl)
         results[name] = {"precision": "bf16-mixed" if bf16 else "32-true",
                          "median_step_s": statistics.median(times[args.warmup:])}
 
