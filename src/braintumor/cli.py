@@ -55,6 +55,8 @@ def _add_train(sub) -> None:
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--class-weights", choices=["on", "off"])
     p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--ema-decay", type=float,
+                   help="keep an exponential moving average of the weights (e.g. 0.995)")
     p.add_argument("--patience", type=int)
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     p.add_argument("--resume", action="store_true",

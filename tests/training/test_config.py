@@ -32,6 +32,7 @@ def test_toml_config(tmp_path):
     ("epochz: 3\n", "unknown option"),
     ("augment:\n  rotate: 3\n", "unknown augment option"),
     ("epochs: 0\n", "epochs must be"),
+    ("ema_decay: 1.5\n", "ema_decay must be"),
     ("- 1\n- 2\n", "mapping"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, text, match):

@@ -72,10 +72,14 @@ def _press_ctrl_c(monkeypatch, epoch: int, batch: int) -> None:
     monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_ctrl_c)
 
 
+_MIX_AND_EMA = dict(ema_decay=0.9, augment=AugmentConfig(mixup_alpha=0.4, cutmix_alpha=1.0))
+
+
+@pytest.mark.parametrize("extra", [{}, _MIX_AND_EMA], ids=["plain", "mix+ema"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_config, tmp_path,
-                                                            monkeypatch):
-    train(tiny_config(tiny_data, tmp_path / "straight", epochs=3))
-    cfg = tiny_config(tiny_data, tmp_path / "resumed", epochs=3)
+                                                            monkeypatch, extra):
+    train(tiny_config(tiny_data, tmp_path / "straight", epochs=3, **extra))
+    cfg = tiny_config(tiny_data, tmp_path / "resumed", epochs=3, **extra)
     with monkeypatch.context() as m:
         _press_ctrl_c(m, epoch=1, batch=0)  # stop after k = 1 epoch
         with pytest.raises(KeyboardInterrupt):
@@ -93,6 +97,21 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_conf
     assert len(s_rows) == 3
     for key in ("train_loss", "val_loss", "val_acc"):
         assert [r[key] for r in s_rows] == [r[key] for r in r_rows], key
+
+
+def test_ema_weights_are_validated_checkpointed_and_bundled(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=2, ema_decay=0.9,
+                      augment=AugmentConfig(enabled=False))
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=True)
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    key = next(k for k in averaged if k.endswith("weight") and averaged[k].dim() == 4)
+    assert not torch.equal(averaged[key], current[key])  # the average lags the live weights
+    best = _weights(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    bundled = load_bundle(tmp_path / "run" / "bundle").model.state_dict()
+    for k, v in bundled.items():
+        assert torch.equal(v.float(), best["model." + k].float()), k
 
 
 def test_resume_refuses_a_changed_schedule(tiny_data, tiny_config, tmp_path):

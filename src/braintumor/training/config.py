@@ -32,6 +32,10 @@ class AugmentConfig:
     translate: float = 0.06  # fraction of the image side
     brightness: float = 0.2  # +- fraction
     contrast: float = 0.2
+    # MixUp / CutMix (training/mix.py): Beta(alpha, alpha) mixing weights; 0 disables each.
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0  # fraction of batches mixed when an alpha is > 0
 
 
 @dataclass
@@ -49,6 +53,9 @@ class TrainConfig:
     schedule: str = "onecycle"  # onecycle | cosine | constant
     warmup_fraction: float = 0.15  # of all steps (onecycle pct_start, cosine warm-up)
     label_smoothing: float = 0.0
+    # Exponential moving average of the weights (training/ema.py, decay warmed up): validation,
+    # checkpoints and the bundle use the averaged weights. None disables it.
+    ema_decay: float | None = None
     class_weights: bool = True
     seed: int = 42
     val_fraction: float = 0.15
@@ -136,6 +143,12 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("lr must be > 0")
     if not 0 <= cfg.label_smoothing < 1:
         problems.append("label_smoothing must be in [0, 1)")
+    if cfg.augment.mixup_alpha < 0 or cfg.augment.cutmix_alpha < 0:
+        problems.append("augment.mixup_alpha and augment.cutmix_alpha must be >= 0")
+    if not 0 <= cfg.augment.mix_prob <= 1:
+        problems.append("augment.mix_prob must be in [0, 1]")
+    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
+        problems.append("ema_decay must be between 0 and 1 (or null to disable)")
     if cfg.optimizer not in {"adam", "adamw"}:
         problems.append("optimizer must be adam or adamw")
     if cfg.schedule not in {"onecycle", "cosine", "constant"}:
@@ -165,7 +178,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 def overrides_from_args(args) -> dict[str, Any]:
     """The CLI flags of ``braintumor train`` that were given, as config fields."""
     names = ["data", "model", "out", "epochs", "batch_size", "lr", "weight_decay", "image_size",
-             "seed", "val_fraction", "label_smoothing", "patience", "max_train_images",
+             "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
              "export_bundle"]
     out = {n: getattr(args, n, None) for n in names}

@@ -14,6 +14,7 @@ from torch import nn
 from braintumor.models import create_model
 from braintumor.training.augment import BatchAugment
 from braintumor.training.config import TrainConfig
+from braintumor.training.mix import BatchMix
 
 
 def class_weights(counts, enabled: bool) -> torch.Tensor | None:
@@ -36,6 +37,8 @@ class Classifier(L.LightningModule):
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment)
+        a = cfg.augment
+        self.mix = BatchMix(a.mixup_alpha, a.cutmix_alpha, a.mix_prob if a.enabled else 0.0)
         weights = class_weights(class_counts, cfg.class_weights) if class_counts is not None \
             else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
@@ -63,7 +66,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self.loss_fn(self.model(x), y)
+        mixed = self.mix(x, y)  # after the per-step reseed: repeatable on resume
+        loss = mixed.loss(self.loss_fn, self.model(mixed.x))
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(y), sync_dist=True)
         return loss

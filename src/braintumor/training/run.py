@@ -34,6 +34,7 @@ from braintumor.training.config import (
     replace,
 )
 from braintumor.training.data import CacheDataModule, TrainingDataError
+from braintumor.training.ema import WarmupEMA
 from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
@@ -116,6 +117,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                               enable_version_counter=False)
     callbacks = [best_cb, last_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
+    if cfg.ema_decay is not None:
+        callbacks.append(WarmupEMA(cfg.ema_decay))
     if cfg.patience and cfg.patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
     loggers = []
@@ -216,7 +219,7 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
     keys = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "schedule", "lr",
-            "optimizer", "seed", "val_fraction", "max_train_images")
+            "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay")
     now = cfg.to_dict()
     changed = [k for k in keys if k in saved and saved[k] != now[k]]
     if changed:
