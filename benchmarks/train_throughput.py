@@ -7,16 +7,21 @@ the model differs:
 - conventional (as the published notebooks do it): a ``Dataset`` that, per image, opens the
   JPEG with PIL, resizes it, applies a random rotation, flips and brightness change with
   PIL/numpy and converts it to a tensor, in DataLoader worker processes; fp32 training.
-- ours: the decoded uint8 cache in memory, whole batches augmented on the training device
-  (``braintumor.training.augment``), the precision ``braintumor train`` picks on this machine
-  ("auto": bf16 autocast where the CPU supports it and it measured faster).
+- ours: exactly what ``braintumor train`` does with the training config: the decoded uint8
+  cache in memory, whole batches augmented on the training device
+  (``braintumor.training.augment``), the precision it picks on this machine ("auto": bf16
+  autocast where the CPU supports it and it measured faster) and the config's memory format
+  (``channels_last``).
 
-A third line, "ours-fp32", isolates the data pipeline from the precision choice.
+"ours-fp32" isolates the data pipeline from the precision choice; "ours-channels-first"
+(when the config asks for channels_last) shows what the memory format alone gives.
 
     python benchmarks/train_throughput.py --data ../shared/datasets/brain-tumor-mri
 
 Results go to benchmarks/results/train_throughput.json. On a shared machine the figures are
-noisy; the script reports the median of per-step times over ``--steps`` steps.
+noisy, so the script times every pipeline once per round, in turn, for ``--rounds`` rounds,
+and reports the median over rounds of each round's median step time; the speed-up is the
+median of the per-round speed-ups (each pairs pipelines timed minutes apart).
 """
 
 from __future__ import annotations
@@ -108,10 +113,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" /
                                              "braintumor-net.yaml"),
                     help="training config whose model (and model_kwargs) both pipelines train")
-    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--image-size", type=int, help="default: the config's image_size")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=25, help="timed steps per pipeline")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of timing every pipeline in turn (medians over rounds)")
     # Default: every core for both, as each pipeline would run alone on this machine (the
     # conventional one's DataLoader workers then compete with its compute threads, as they
     # do in the notebooks; ours has no decoding left to compete).
@@ -119,10 +126,10 @@ def main() -> None:
                     help="torch compute threads (both; default: all cores)")
     ap.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--try-channels-last", action="store_true",
-                    help="also time our pipeline with channels_last memory format")
     args = ap.parse_args()
     train_cfg = yaml.safe_load(Path(args.config).read_text())
+    args.image_size = args.image_size or int(train_cfg.get("image_size", 128))
+    channels_last = bool(train_cfg.get("channels_last", False))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -149,14 +156,10 @@ def main() -> None:
     fast = DataLoader(torch.utils.data.TensorDataset(images, targets),
                       batch_size=args.batch_size, shuffle=True, drop_last=True)
     augment = BatchAugment(AugmentConfig()).train()
-    variants = [("ours", precision == "bf16-mixed", False), ("ours-fp32", False, False)]
-    if args.try_channels_last:  # a candidate for `channels_last: true` in the training config
-        variants.append(("ours-channels-last", precision == "bf16-mixed", True))
-    for name, bf16, cl in variants:
-        times = _train_steps(model(), _forever(fast), args.steps + args.warmup, bf16, augment,
-                             channels_last=cl)
-        results[name] = {"precision": "bf16-mixed" if bf16 else "32-true",
-                         "median_step_s": statistics.median(times[args.warmup:])}
+    bf16 = precision == "bf16-mixed"
+    variants = [("ours", bf16, channels_last), ("ours-fp32", False, channels_last)]
+    if channels_last:
+        variants.append(("ours-channels-first", bf16, False))
 
     # Conventional: PIL decode + per-image augmentation in DataLoader workers, fp32.
     rng = np.random.default_rng(0)
@@ -165,10 +168,36 @@ def main() -> None:
                              [classes.index(train[i].label) for i in pick], args.image_size)
     slow = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
                       num_workers=args.workers, persistent_workers=args.workers > 0)
-    times = _train_steps(model(), _forever(slow), args.steps + args.warmup, False)
+    fast_batches, slow_batches = _forever(fast), _forever(slow)
+
+    # Every round times every pipeline once, in turn, so that a slow spell of a shared machine
+    # hits all of them rather than one; each figure is the median over rounds of the per-round
+    # median step time, and the speed-up is also given per round.
+    per_round: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    per_round["conventional"] = []
+    for _ in range(args.rounds):
+        for name, use_bf16, cl in variants:
+            times = _train_steps(model(), fast_batches, args.steps + args.warmup, use_bf16,
+                                 augment, channels_last=cl)
+            per_round[name].append(statistics.median(times[args.warmup:]))
+        # Its workers prefetch 2 batches each while the other pipelines run: not timed.
+        warm = args.warmup + 2 * args.workers
+        times = _train_steps(model(), slow_batches, args.steps + warm, False)
+        per_round["conventional"].append(statistics.median(times[warm:]))
+    for name, use_bf16, _ in variants:
+        results[name] = {"precision": "bf16-mixed" if use_bf16 else "32-true",
+                         "median_step_s": statistics.median(per_round[name])}
     results["conventional"] = {"precision": "32-true",
-                               "median_step_s": statistics.median(times[args.warmup:]),
+                               "median_step_s": statistics.median(per_round["conventional"]),
                                "dataloader_workers": args.workers}
+    # The headline speed-up pairs pipelines timed minutes apart in the same round.
+    round_speedups = [round(c / o, 2) for o, c in zip(per_round["ours"],
+                                                      per_round["conventional"], strict=True)]
+    round_same_precision = [round(c / o, 2) for o, c in zip(
+        per_round["ours-fp32"], per_round["conventional"], strict=True)]
+    for name, times_s in per_round.items():
+        results[name]["images_per_second_per_round"] = [round(args.batch_size / t, 1)
+                                                         for t in times_s]
 
     for r in results.values():
         r["images_per_second"] = round(args.batch_size / r["median_step_s"], 1)
@@ -177,23 +206,26 @@ def main() -> None:
     report = {
         "model": train_cfg["model"], "model_kwargs": train_cfg.get("model_kwargs") or {},
         "config": args.config, "image_size": args.image_size, "batch_size": args.batch_size,
-        "timed_steps": args.steps, "torch_threads": args.threads,
+        "channels_last": channels_last, "timed_steps": args.steps, "torch_threads": args.threads,
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "precision_probe": probe,
-        "cache_build_or_load_seconds": round(cache_seconds, 2),
+        "cache_build_or_load_seconds": round(cache_seconds, 2), "rounds": args.rounds,
         "pipelines": results,
-        "speedup_vs_conventional": round(results["ours"]["images_per_second"] / conv, 2),
-        "speedup_vs_conventional_same_precision": round(
-            results["ours-fp32"]["images_per_second"] / conv, 2),
+        "speedup_vs_conventional": round(statistics.median(round_speedups), 2),
+        "speedup_per_round": round_speedups,
+        "speedup_vs_conventional_same_precision": round(statistics.median(round_same_precision), 2),
+        "speedup_same_precision_per_round": round_same_precision,
+        "ratio_of_median_throughputs": round(results["ours"]["images_per_second"] / conv, 2),
         "load_average_after": list(os.getloadavg()),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():
-        print(f"{name:13s} {r['precision']:11s} {r['images_per_second']:8.1f} img/s")
+        print(f"{name:20s} {r['precision']:11s} {r['images_per_second']:8.1f} img/s")
     print(f"speed-up: {report['speedup_vs_conventional']}x "
-          f"(same precision: {report['speedup_vs_conventional_same_precision']}x); "
+          f"(same precision: {report['speedup_vs_conventional_same_precision']}x; "
+          f"per round: {round_speedups}); "
           f"written to {out}")
 
 
