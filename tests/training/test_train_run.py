@@ -99,7 +99,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_conf
         assert [r[key] for r in s_rows] == [r[key] for r in r_rows], key
 
 
-def test_ema_weights_are_validated_checkpointed_and_bundled(tiny_data, tiny_config, tmp_path):
+def test_ema_weights_are_checkpointed_and_bundled(tiny_data, tiny_config, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path / "run", epochs=2, ema_decay=0.9,
                       augment=AugmentConfig(enabled=False))
     train(cfg)
