@@ -37,3 +37,21 @@ def test_from_paths_counts_what_it_was_given():
     assert leak.n_reported == 2
     assert split_by_leakage(["/d/Testing/a/2.jpg"], leak).tolist() == [True]
     assert isinstance(split_by_leakage([], leak), np.ndarray)
+
+
+def test_twin_locations_says_whether_a_test_images_duplicate_was_trained_on():
+    from braintumor.evaluation.leakage import (
+        TWIN_FIT,
+        TWIN_LEAK_FREE,
+        TWIN_VAL,
+        twin_locations,
+    )
+
+    group_of = {"/d/Tr/a.jpg": 1, "/d/Tr/b.jpg": 2, "/d/Tr/c.jpg": 2, "/d/Tr/e.jpg": 3,
+                "/d/Te/1.jpg": 1, "/d/Te/2.jpg": 2, "/d/Te/3.jpg": 3, "/d/Te/4.jpg": 4}
+    train_side = {"/d/Tr/a.jpg": "val", "/d/Tr/b.jpg": "val", "/d/Tr/c.jpg": "fit",
+                  "/d/Tr/e.jpg": "fit"}
+    tests = ["/d/Te/1.jpg", "/d/Te/2.jpg", "/d/Te/3.jpg", "/d/Te/4.jpg", "/d/Te/unknown.jpg"]
+    # group 2 has one twin in each part: it was trained on, so memory can answer it
+    assert twin_locations(tests, group_of, train_side) == [
+        TWIN_VAL, TWIN_FIT, TWIN_FIT, TWIN_LEAK_FREE, TWIN_LEAK_FREE]

@@ -111,3 +111,29 @@ def leakage_from_audit(index: DatasetIndex, audit_json: str | Path | None = None
     tmp.write_text(json.dumps({"test_paths_with_train_duplicate": paths}))
     os.replace(tmp, stored)  # atomic: a concurrent reader sees all or nothing
     return Leakage.from_paths(paths, "computed")
+
+
+TWIN_LEAK_FREE, TWIN_FIT, TWIN_VAL = "leak-free", "twin trained on", "twin in validation only"
+
+
+def twin_locations(test_paths: Sequence[str], group_of: dict[str, int],
+                   train_side: dict[str, str]) -> list[str]:
+    """Where each test image's training duplicates ("twins") sat when the model was trained.
+
+    A model scores a leaked test image by memory only if it fitted the twin; a twin carved
+    into validation was never a gradient step. Splitting the leaked images this way shows how
+    much of a test score is memory: ``group_of`` maps a resolved path to its duplicate group
+    (from the audit), ``train_side`` maps each resolved Training path to ``"fit"`` or
+    ``"val"`` (the model's own split). Returns one of ``TWIN_LEAK_FREE``, ``TWIN_FIT``,
+    ``TWIN_VAL`` per test path.
+    """
+    sides_by_group: dict[int, set[str]] = {}
+    for path, side in train_side.items():
+        group = group_of.get(_resolved(path))
+        if group is not None:
+            sides_by_group.setdefault(group, set()).add(side)
+    out = []
+    for path in test_paths:
+        sides = sides_by_group.get(group_of.get(_resolved(path), -1), set())
+        out.append(TWIN_FIT if "fit" in sides else TWIN_VAL if sides else TWIN_LEAK_FREE)
+    return out

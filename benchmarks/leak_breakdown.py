@@ -1,0 +1,147 @@
+"""How much of a bundle's Kaggle test score is memory: accuracy by where each test image's
+training duplicate ("twin") sat when the bundle was trained.
+
+    python benchmarks/leak_breakdown.py --data ../shared/datasets/brain-tumor-mri \
+        src/braintumor/weights [runs/OTHER/bundle ...]
+
+992 of the 1311 test images have an exact or near duplicate in Training. The split a bundle
+was trained on is rebuilt from its card (seed, validation fraction, image size: the same
+duplicate-aware split `braintumor train` made), and every test image is put in one group:
+its twin was trained on, its twins all sat in the held-out validation part, or it has no
+twin (leak-free). The gap between the first group and the other two is the part of the test
+accuracy that a model gets by recognising images it has seen. Also printed: the fewest
+errors the 99 % target allows, and how many the leak-free images may take once the leaked
+ones are scored at the trained-on rate. With ``--ensemble B1 B2 ...``, also the accuracy of the
+mean of those bundles' probabilities (training them all costs the sum of their training times).
+Writes benchmarks/results/leak_breakdown.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from braintumor.data.audit import audit_dataset
+from braintumor.data.cache import build_cache
+from braintumor.data.datasets import discover
+from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
+from braintumor.inference.batch import predict_logits
+from braintumor.models import load_bundle
+from braintumor.training.data import CacheDataModule
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET = 0.99
+
+
+def training_sides(data: str, config: dict) -> dict[str, str]:
+    """Resolved Training path -> "fit" or "val", as the bundle's own training run split it."""
+    dm = CacheDataModule(data, image_size=config["image_size"],
+                         val_fraction=config["val_fraction"], seed=config["seed"],
+                         max_train_images=config.get("max_train_images"))
+    dm.prepare()
+    sides = {}
+    for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
+        for r in rows:
+            sides[os.path.realpath(dm.cached.paths[r])] = side
+    return sides
+
+
+def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, dict]:
+    """The bundle's row, and its test probabilities by resolved path (for ``--ensemble``)."""
+    loaded = load_bundle(bundle)
+    config = loaded.card.get("training", {}).get("config")
+    if not config:
+        raise SystemExit(f"{bundle}: the card records no training config to rebuild its split")
+    test = discover(data).split("test")
+    cached = build_cache(test, loaded.preprocess)
+    y = cached.label_indices(loaded.classes)
+    logits = predict_logits(loaded.model, cached.images)
+    pred = logits.argmax(1)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    probs = {os.path.realpath(p): (row / row.sum(), int(t))
+             for p, row, t in zip(cached.paths, e, y, strict=True)}
+    where = np.array(twin_locations(cached.paths, group_of, training_sides(data, config)))
+    groups = {}
+    for name in (TWIN_FIT, TWIN_VAL, TWIN_LEAK_FREE):
+        m = where == name
+        groups[name] = {"images": int(m.sum()), "errors": int((pred[m] != y[m]).sum()),
+                        "accuracy": float((pred[m] == y[m]).mean()) if m.any() else None}
+    n, errors = len(y), int((pred != y).sum())
+    allowed = int(np.floor((1 - TARGET) * n))
+    leaked = groups[TWIN_FIT]["images"] + groups[TWIN_VAL]["images"]
+    fit_rate = groups[TWIN_FIT]["accuracy"] or 0.0
+    leak_errors_at_fit_rate = int(round(leaked * (1 - fit_rate)))
+    lf = groups[TWIN_LEAK_FREE]["images"]
+    return {
+        "bundle": bundle, "sha256": loaded.checksum, "images": n, "errors": errors,
+        "accuracy": 1 - errors / n,
+        "val_fraction": config["val_fraction"], "seed": config["seed"],
+        "by_twin": groups,
+        "errors_allowed_by_99pct": allowed,
+        # If every leaked image were scored like those whose twin was trained on (all twins
+        # in the fitted part), this many errors would be left for the leak-free images:
+        "leak_free_errors_left_if_all_twins_trained_on": allowed - leak_errors_at_fit_rate,
+        "leak_free_accuracy_needed": (1 - (allowed - leak_errors_at_fit_rate) / lf) if lf else None,
+    }, probs
+
+
+def ensemble(members: list[dict], leak_free: set[str]) -> dict:
+    """Accuracy of the mean probability over bundles, on every test image they all scored."""
+    paths = sorted(set.intersection(*(set(m) for m in members)))
+    mean = np.stack([np.mean([m[p][0] for m in members], axis=0) for p in paths])
+    y = np.array([members[0][p][1] for p in paths])
+    ok = mean.argmax(1) == y
+    lf = np.array([p in leak_free for p in paths])
+    return {"members": len(members), "images": len(paths), "errors": int((~ok).sum()),
+            "accuracy": float(ok.mean()), "leak_free_images": int(lf.sum()),
+            "leak_free_errors": int((~ok[lf]).sum()),
+            "leak_free_accuracy": float(ok[lf].mean()) if lf.any() else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("bundles", nargs="+")
+    ap.add_argument("--data", default=os.environ.get("DATA"))
+    ap.add_argument("--ensemble", nargs="+", metavar="BUNDLE",
+                    help="also score the mean probability of these bundles (among those given)")
+    ap.add_argument("--out", default=str(RESULTS / "leak_breakdown.json"))
+    args = ap.parse_args()
+    if not args.data:
+        raise SystemExit("--data DIR (or $DATA) is required")
+    unknown = [b for b in args.ensemble or [] if b not in args.bundles]
+    if unknown:
+        raise SystemExit(f"--ensemble members must also be given as bundles: {unknown}")
+    report = audit_dataset(discover(args.data))
+    group_of = {os.path.realpath(p): int(g) for p, g in report.groups.items()}
+    scored = [breakdown(b, args.data, group_of) for b in args.bundles]
+    rows = [row for row, _ in scored]
+    probs = {row["bundle"]: p for row, p in scored}
+    for r in rows:
+        print(f"\n{r['bundle']} (val_fraction {r['val_fraction']}, seed {r['seed']}): "
+              f"{r['errors']} errors / {r['images']} = {100 * r['accuracy']:.2f} %")
+        for name, g in r["by_twin"].items():
+            acc = "n/a" if g["accuracy"] is None else f"{100 * g['accuracy']:.2f} %"
+            print(f"  {name:<24} {g['errors']:>3} errors / {g['images']:>4} images = {acc}")
+        print(f"  the 99 % target allows {r['errors_allowed_by_99pct']} errors; with every twin "
+              f"trained on, {r['leak_free_errors_left_if_all_twins_trained_on']} would be left "
+              f"for the leak-free images (leak-free accuracy "
+              f">= {100 * r['leak_free_accuracy_needed']:.1f} %)")
+    result = {"data": args.data, "bundles": rows}
+    if args.ensemble:
+        leak_free = {os.path.realpath(s.path) for s in report.leak_free_test_samples()}
+        result["ensemble"] = e = ensemble([probs[b] for b in args.ensemble], leak_free)
+        e["bundles"] = args.ensemble
+        print(f"\nensemble of {e['members']} bundles (mean probability): {e['errors']} errors / "
+              f"{e['images']} = {100 * e['accuracy']:.2f} %; leak-free {e['leak_free_errors']} / "
+              f"{e['leak_free_images']} errors = {100 * e['leak_free_accuracy']:.2f} %")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
