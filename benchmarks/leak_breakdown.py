@@ -57,6 +57,8 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     if not config:
         raise SystemExit(f"{bundle}: the card records no training config to rebuild its split")
     test = discover(data).split("test")
+    if not test:
+        raise SystemExit(f"{data}: no Testing split to score")
     cached = build_cache(test, loaded.preprocess)
     y = cached.label_indices(loaded.classes)
     logits = predict_logits(loaded.model, cached.images)
