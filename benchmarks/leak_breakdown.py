@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import discover
+from braintumor.evaluation.calibration import softmax
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
 from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
@@ -37,11 +39,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.99
 
 
-def training_sides(data: str, config: dict) -> dict[str, str]:
-    """Resolved Training path -> "fit" or "val", as the bundle's own training run split it."""
-    dm = CacheDataModule(data, image_size=config["image_size"],
-                         val_fraction=config["val_fraction"], seed=config["seed"],
-                         max_train_images=config.get("max_train_images"))
+@cache
+def training_sides(data: str, image_size: int, val_fraction: float, seed: int,
+                   max_train_images: int | None) -> dict[str, str]:
+    """Resolved Training path -> "fit" or "val", as the bundle's own training run split it.
+
+    Cached per split: bundles trained on the same split (same seed and fraction) share it, and
+    rebuilding one fingerprints every training image for the duplicate-aware grouping.
+    """
+    dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
+                         max_train_images=max_train_images)
     dm.prepare()
     sides = {}
     for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
@@ -63,10 +70,11 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     y = cached.label_indices(loaded.classes)
     logits = predict_logits(loaded.model, cached.images)
     pred = logits.argmax(1)
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    probs = {os.path.realpath(p): (row / row.sum(), int(t))
-             for p, row, t in zip(cached.paths, e, y, strict=True)}
-    where = np.array(twin_locations(cached.paths, group_of, training_sides(data, config)))
+    probs = {os.path.realpath(p): (row, int(t))
+             for p, row, t in zip(cached.paths, softmax(logits), y, strict=True)}
+    sides = training_sides(data, config["image_size"], config["val_fraction"], config["seed"],
+                           config.get("max_train_images"))
+    where = np.array(twin_locations(cached.paths, group_of, sides))
     groups = {}
     for name in (TWIN_FIT, TWIN_VAL, TWIN_LEAK_FREE):
         m = where == name
