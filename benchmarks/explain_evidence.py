@@ -5,7 +5,8 @@ Runs, for one model on the real dataset:
 1. sanity (model-parameter randomisation, full and cascading) and faithfulness (deletion /
    insertion vs. a random order) on a class-stratified sample of the *Testing* split;
 2. localisation against the tumour masks of ``brain-tumor-mri-masks`` on a stratified sample
-   of the *Training* split (the only images with masks; the model was trained on them), per
+   of the *Training* split (the only images with masks), restricted to the images the model
+   did not train on (its validation part, rebuilt from the split its card records), per
    method and class, each beside the uniform-map baseline; and Grad-CAM at the stage below
    the default layer too (a finer grid: 8x8 instead of 4x4 at 128 px).
 
@@ -39,7 +40,12 @@ def run(args) -> dict:
     import torch
 
     from braintumor.explain import Explainer
-    from braintumor.explain.evidence import load_items, run_evidence, stratified_sample
+    from braintumor.explain.evidence import (
+        load_items,
+        run_evidence,
+        stratified_sample,
+        trained_on,
+    )
     from braintumor.explain.sanity import cascading_randomisation
     from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
@@ -71,14 +77,16 @@ def run(args) -> dict:
     report["cascade_gradcam"] = [r.to_dict() for r in
                                  cascading_randomisation(explainer, images, "gradcam", args.seed)]
     if args.masks:
-        log("== localisation (Training, masks)")
+        log("== localisation (Training images the model did not train on, masks)")
+        exclude = trained_on(loaded.card, args.data)
         report["training_localisation"] = run_evidence(
             explainer, args.data, "Training", methods, args.loc_limit, args.masks,
-            seed=args.seed, model_checks=False, log=log)
+            seed=args.seed, model_checks=False, log=log, exclude=exclude)
         finer = Explainer(fast, layer=args.finer_layer)
         log(f"== localisation, gradcam at {args.finer_layer}")
         loc = run_evidence(finer, args.data, "Training", ["gradcam"], args.loc_limit,
-                           args.masks, seed=args.seed, model_checks=False, log=log)
+                           args.masks, seed=args.seed, model_checks=False, log=log,
+                           exclude=exclude)
         report["training_localisation_finer_layer"] = {"layer": args.finer_layer,
                                                        **loc.get("localisation", {})}
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -94,7 +102,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(ALL_METHODS))
     p.add_argument("--limit", type=int, default=100, help="Testing images for sanity/faithfulness")
     p.add_argument("--cascade-limit", type=int, default=60)
-    p.add_argument("--loc-limit", type=int, default=240, help="Training images with masks")
+    p.add_argument("--loc-limit", type=int, default=240,
+                   help="held-out Training images with masks")
     p.add_argument("--finer-layer", default="stages.2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

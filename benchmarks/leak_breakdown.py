@@ -33,7 +33,7 @@ from braintumor.evaluation.calibration import softmax
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
 from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
-from braintumor.training.data import CacheDataModule
+from braintumor.training.data import split_sides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.99
@@ -42,19 +42,9 @@ TARGET = 0.99
 @cache
 def training_sides(data: str, image_size: int, val_fraction: float, seed: int,
                    max_train_images: int | None) -> dict[str, str]:
-    """Resolved Training path -> "fit" or "val", as the bundle's own training run split it.
-
-    Cached per split: bundles trained on the same split (same seed and fraction) share it, and
-    rebuilding one fingerprints every training image for the duplicate-aware grouping.
-    """
-    dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                         max_train_images=max_train_images)
-    dm.prepare()
-    sides = {}
-    for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
-        for r in rows:
-            sides[os.path.realpath(dm.cached.paths[r])] = side
-    return sides
+    """:func:`split_sides`, cached per split: bundles trained on the same split share it, and
+    rebuilding one fingerprints every training image for the duplicate-aware grouping."""
+    return split_sides(data, image_size, val_fraction, seed, max_train_images)
 
 
 def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, dict]:

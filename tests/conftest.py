@@ -61,6 +61,18 @@ def make_dataset(root: Path, n_per_class: int = 6, size: int = 64,
     return root
 
 
+def write_masks(dataset: Path, masks: Path, size: int, split: str = "Training") -> Path:
+    """Tumour masks for a ``make_dataset`` folder, mirroring it (``<name>.png``, 0/255): the
+    blob of each tumour image (its seed is in its name); notumor images get no file."""
+    for label in BLOB_CENTRES:
+        for img in sorted((dataset / split / label).glob("*.png")):
+            seed = int(img.stem.rsplit("_", 1)[1])
+            out = masks / split / label / img.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((blob_mask(size, seed, label) * 255).astype(np.uint8)).save(out)
+    return masks
+
+
 @pytest.fixture
 def synthetic_slice():
     return make_slice

@@ -57,6 +57,9 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--ema-decay", type=float,
                    help="keep an exponential moving average of the weights (e.g. 0.995)")
+    p.add_argument("--masks", help="folder of tumour masks mirroring the dataset: adds an "
+                                   "auxiliary loss on where the tumour is (training only)")
+    p.add_argument("--mask-loss-weight", type=float, help="weight of that loss (default 0.5)")
     p.add_argument("--patience", type=int)
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     p.add_argument("--resume", action="store_true",

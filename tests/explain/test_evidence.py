@@ -13,6 +13,7 @@ from braintumor.cli import main
 from braintumor.data.preprocess import preprocess
 from braintumor.explain import Explainer
 from braintumor.explain.base import AttributionMethod
+from braintumor.explain.evidence import run_evidence
 from braintumor.explain.faithfulness import (
     _curve_images,
     auc,
@@ -34,7 +35,7 @@ from braintumor.explain.sanity import (
     rank_correlation,
 )
 from braintumor.models import create_model
-from tests.conftest import blob_mask, make_slice
+from tests.conftest import blob_mask, make_slice, write_masks
 from tests.explain.conftest import synthetic_images
 
 
@@ -195,16 +196,7 @@ def test_head_mask_covers_the_head_not_the_background():
 
 
 def _write_masks(data_root, masks_root):
-    from PIL import Image
-
-    for path in (data_root / "Training").rglob("*.png"):
-        label = path.parent.name
-        if label == "notumor":
-            continue
-        k = int(path.stem.split("_")[-1])
-        out = masks_root / path.relative_to(data_root)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(blob_mask(64, k, label).astype(np.uint8) * 255).save(out)
+    write_masks(data_root, masks_root, size=64)
 
 
 def test_explain_check_cli(tiny_bundle, synthetic_dataset, tmp_path, capsys):
@@ -238,3 +230,26 @@ def test_explain_check_cli(tiny_bundle, synthetic_dataset, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert "localisation" not in report
     assert any("Training images only" in n for n in report["notes"])
+
+
+def test_localisation_can_leave_out_the_images_a_model_trained_on(
+        tiny_model, tiny_config, synthetic_dataset, tmp_path):
+    root = synthetic_dataset(n_per_class=4, size=64)
+    masks = tmp_path / "masks"
+    _write_masks(root, masks)
+    trained = {str((p).resolve()) for p in (root / "Training" / "glioma").glob("*.png")}
+    explainer = Explainer(tiny_model, preprocess=tiny_config)
+    report = run_evidence(explainer, root, "Training", ["gradcam"], None, masks,
+                          model_checks=False, exclude=trained)
+    loc = report["localisation"]
+    assert loc["n_images"] == 8  # meningioma and pituitary only
+    assert set(loc["methods"][0]["per_class"]) == {"meningioma", "pituitary"}
+    assert any("did not train on (4 trained-on images left out" in n for n in report["notes"])
+    assert not any("which the model was trained on" in n for n in report["notes"])
+
+
+def test_trained_on_is_empty_for_a_bundle_without_a_training_run(tiny_bundle, tmp_path):
+    from braintumor.explain.evidence import trained_on
+    from braintumor.models import load_bundle
+
+    assert trained_on(load_bundle(tiny_bundle).card, tmp_path) == set()

@@ -46,3 +46,35 @@ def test_flip_only_recipe_flips():
                                      translate=0.0, brightness=0.0, contrast=0.0)).train()
     x = _batch()
     assert torch.allclose(aug(x), x.flip(-1))
+
+
+def test_masks_follow_geometric_ops_but_not_intensity_ones():
+    torch.manual_seed(0)
+    aug = BatchAugment(AugmentConfig(rotation_degrees=0, hflip=1.0, vflip=0.0, zoom=(1.0, 1.0),
+                                     translate=0.0, brightness=0.3, contrast=0.3)).train()
+    x = _batch()
+    mask = (x > 0).float()
+    y, m = aug.with_mask(x, mask)
+    assert torch.equal(m, mask.flip(-1))  # flipped with its image, values untouched
+    assert not torch.allclose(y, x.flip(-1))  # the image also got brightness/contrast
+
+
+def test_masks_and_images_share_one_affine_draw():
+    torch.manual_seed(0)
+    aug = BatchAugment(AugmentConfig(rotation_degrees=20, hflip=0.5, vflip=0.0,
+                                     zoom=(0.9, 1.1), translate=0.05, brightness=0.0,
+                                     contrast=0.0)).train()
+    x = (_batch() > 0).float()  # an image that is its own mask
+    y, m = aug.with_mask(x, x.clone())
+    assert not torch.allclose(y, x)  # it was warped...
+    assert torch.allclose(y, m, atol=1e-6)  # ...and its mask exactly the same way
+
+
+def test_with_and_without_masks_the_images_are_augmented_identically():
+    aug = BatchAugment(AugmentConfig()).train()
+    x = _batch()
+    torch.manual_seed(1)
+    plain = aug(x)
+    torch.manual_seed(1)
+    y, _ = aug.with_mask(x, (x > 0).float())
+    assert torch.allclose(plain, y, atol=1e-6)

@@ -55,3 +55,15 @@ def test_resume_without_checkpoint_and_overwrite_are_refused(tiny_data, tiny_con
 def test_cli_reports_missing_dataset(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_mask_settings_that_cannot_work_are_refused(tiny_data, tiny_config, tmp_path):
+    with pytest.raises(TrainingDataError, match="masks folder .*nowhere does not exist"):
+        train(tiny_config(tiny_data, tmp_path / "run", masks=str(tmp_path / "nowhere")))
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(TrainingDataError, match=r"mask_empty_classes \['no-tumour'\]"):
+        train(tiny_config(tiny_data, tmp_path / "run", masks=str(tmp_path / "masks"),
+                          mask_empty_classes=["no-tumour"]))
+    with pytest.raises(TrainingDataError, match="no training image has a usable mask"):
+        train(tiny_config(tiny_data, tmp_path / "run", masks=str(tmp_path / "masks")))
+    assert not (tmp_path / "run").exists()

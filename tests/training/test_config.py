@@ -33,6 +33,8 @@ def test_toml_config(tmp_path):
     ("augment:\n  rotate: 3\n", "unknown augment option"),
     ("epochs: 0\n", "epochs must be"),
     ("ema_decay: 1.5\n", "ema_decay must be"),
+    ("mask_loss_weight: -1\n", "mask_loss_weight must be"),
+    ("masks: m\naugment:\n  mixup_alpha: 0.2\n", "cannot be combined with MixUp/CutMix"),
     ("- 1\n- 2\n", "mapping"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, text, match):
@@ -46,6 +48,15 @@ def test_shipped_configs_load():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("braintumor-net.yaml", "paper-cnn.yaml"):
+    for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
+                 "braintumor-net-masks.yaml"):
         cfg = load_config(root / name)
         assert cfg.model in name
+    # The masks config differs from the bundled one only in its mask settings; the masks
+    # folder itself comes from the command line, like the data.
+    bundled = load_config(root / "braintumor-net.yaml").to_dict()
+    masks = load_config(root / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
+    changed = {k for k in bundled if bundled[k] != masks[k]}
+    assert changed == {"masks", "mask_loss_weight", "mask_empty_classes"} - (
+        {"mask_loss_weight"} if bundled["mask_loss_weight"] == masks["mask_loss_weight"] else set())
+    assert masks["masks"] == "M" and masks["mask_empty_classes"] == ["notumor"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -12,6 +13,7 @@ import torch
 from braintumor.models import load_bundle
 from braintumor.training.config import AugmentConfig
 from braintumor.training.run import train
+from tests.conftest import write_masks
 
 
 def _weights(ckpt):
@@ -47,6 +49,47 @@ def test_run_writes_everything_and_lowers_the_loss(tiny_data, tiny_config, tmp_p
     assert loaded.temperature > 0 and loaded.temperature == summary["temperature"]
     assert card["preprocess"]["image_size"] == 32
     assert json.loads((run / "summary.json").read_text())["metrics"] == card["metrics"]
+
+
+def test_run_with_tumour_masks_learns_them_and_ships_the_plain_classifier(
+        tiny_data, tiny_config, tmp_path):
+    masks = write_masks(tiny_data, tmp_path / "masks", size=48)
+    (masks / "Training" / "glioma" / "orphan.png").write_bytes(b"no image has this name")
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=4, masks=str(masks),
+                      mask_loss_weight=1.0, mask_empty_classes=["notumor"],
+                      augment=AugmentConfig(rotation_degrees=10.0, hflip=0.5, vflip=0.0))
+    trained_on = _train_paths(cfg)
+    bad = next(masks / "Training" / "meningioma" / f"{p.stem}.png" for p in trained_on
+               if p.parent.name == "meningioma")
+    bad.write_bytes(b"not a png")  # an unreadable mask: listed, that image left out
+    with pytest.warns(UserWarning, match="1 mask\\(s\\) left out"):
+        train(cfg)
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    mask_losses = [float(r["train_mask_loss"]) for r in rows]
+    assert mask_losses[-1] < mask_losses[0]
+    card = load_bundle(tmp_path / "run" / "bundle").card
+    used = card["data"]["tumour_masks"]
+    assert used["problems"] == [str(bad)]
+    # Training rows only (validation never sees a mask); notumor counts as an empty mask.
+    train_counts = card["data"]["counts"]["train"]
+    assert used["training_images_with_mask"] == {
+        "glioma": train_counts["glioma"], "meningioma": train_counts["meningioma"] - 1,
+        "notumor": train_counts["notumor"], "pituitary": train_counts["pituitary"]}
+    # The bundle is the plain model: the mask head stays in the training checkpoint.
+    ckpt = _weights(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert any(k.startswith("mask_loss.head") for k in ckpt)
+    plain = load_bundle(tmp_path / "run" / "bundle").model
+    assert set(plain.state_dict()) == {k[len("model."):] for k in ckpt if k.startswith("model.")}
+
+
+def _train_paths(cfg) -> list[Path]:
+    """The images a run with ``cfg`` trains on (not validation), from the same data module."""
+    from braintumor.training.data import CacheDataModule
+
+    dm = CacheDataModule(cfg.data, cfg.image_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    dm.prepare()
+    return [Path(dm.cached.paths[r]) for r in dm.train_rows]
 
 
 class _CtrlC(L.Callback):

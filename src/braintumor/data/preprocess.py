@@ -110,21 +110,31 @@ def preprocess(pixels: np.ndarray, cfg: PreprocessConfig | None = None) -> Prepr
     h, w = pixels.shape
     top, left, bottom, right = find_head_box(pixels, cfg)
     side = max(bottom - top, right - left)
-    sq_top = top - (side - (bottom - top)) // 2
-    sq_left = left - (side - (right - left)) // 2
+    crop = CropInfo((h, w), top - (side - (bottom - top)) // 2,
+                    left - (side - (right - left)) // 2, side)
+    return Preprocessed(apply_crop(pixels, crop, cfg.image_size), crop)
+
+
+def apply_crop(pixels: np.ndarray, crop: CropInfo, size: int) -> np.ndarray:
+    """Cut ``crop``'s square out of a uint8 (H, W) array (zero outside it), resized to ``size``.
+
+    Separate from :func:`preprocess` so that anything on the image's grid (a tumour mask)
+    lands on the model's grid exactly as the image did.
+    """
+    h, w = pixels.shape
+    side, sq_top, sq_left = crop.side, crop.top, crop.left
     canvas = np.zeros((side, side), dtype=np.uint8)
     src_t, src_l = max(0, sq_top), max(0, sq_left)
     src_b, src_r = min(h, sq_top + side), min(w, sq_left + side)
     canvas[src_t - sq_top : src_b - sq_top, src_l - sq_left : src_r - sq_left] = pixels[
         src_t:src_b, src_l:src_r
     ]
-    size = cfg.image_size
     if side != size:
         # Pillow's bilinear filter widens its support when shrinking, i.e. it antialiases.
         # np.array, not asarray: Pillow's buffer is read-only, the canvas above is not, and
         # callers should get the same kind of array whichever branch ran.
         canvas = np.array(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
-    return Preprocessed(np.ascontiguousarray(canvas), CropInfo((h, w), sq_top, sq_left, side))
+    return np.ascontiguousarray(canvas)
 
 
 def to_model_input(images: np.ndarray):

@@ -9,8 +9,9 @@ chance" would score (see the modules for the details):
   same images;
 - localisation (:mod:`.localisation`, only with ``--masks``): pointing game, energy pointing
   game and top-10/20 % IoU against tumour masks, per class, vs. a uniform map. The public masks
-  cover *Training* images only, i.e. images the model was trained on: run it with
-  ``--split Training`` and read the figures as "where the model looks on data it has seen".
+  cover *Training* images only: run it with ``--split Training``, and the command leaves out
+  the images the model was fitted on (:func:`trained_on`, from the split its card records),
+  so the figures describe images it has not seen.
 
 Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 """
@@ -19,19 +20,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError, Sample, discover
 from braintumor.data.errors import ImageReadError
+from braintumor.data.masks import mask_path, read_mask
 from braintumor.data.preprocess import Preprocessed, map_to_original, preprocess
 from braintumor.data.readers import read_image
 from braintumor.explain.explainer import Explainer
@@ -72,22 +74,6 @@ def stratified_sample(samples: Sequence[Sample], limit: int | None, seed: int = 
                 out.append(q[depth])
         depth += 1
     return out
-
-
-def mask_path(masks_root: Path, data_root: Path, image: Path) -> Path:
-    """``masks_root`` mirrors the dataset: same relative path, ``.png``."""
-    return (Path(masks_root) / Path(image).relative_to(data_root)).with_suffix(".png")
-
-
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    with Image.open(path) as im:
-        mask = np.asarray(im.convert("L")) > 127
-    if mask.shape != tuple(shape):
-        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                         f"{shape[1]}x{shape[0]}")
-    if not mask.any():
-        raise ValueError("mask is empty")
-    return mask
 
 
 def load_items(samples: Sequence[Sample], explainer: Explainer, data_root: Path | None = None,
@@ -169,7 +155,8 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def print_report(report: dict, out=sys.stdout) -> None:
+def print_report(report: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up per call, so redirections (and capsys) apply
     p = lambda *a: print(*a, file=out)  # noqa: E731
     mf = report.get("model_faithfulness")
     if mf:
@@ -206,13 +193,25 @@ def print_report(report: dict, out=sys.stdout) -> None:
     p(DISCLAIMER)
 
 
+def trained_on(card: dict, data: str | Path) -> set[str]:
+    """Resolved paths of the images a bundle's run fitted on; empty if its card records no
+    run. Localisation on Training images (the only ones with masks) should leave them out,
+    most of all for a model trained with the masks themselves."""
+    from braintumor.training.data import bundle_split_sides
+
+    sides = bundle_split_sides(card, data) or {}
+    return {p for p, side in sides.items() if side == "fit"}
+
+
 def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                  methods: Sequence[str] = ("gradcam",), limit: int | None = 200,
                  masks: str | Path | None = None, steps: int = 20, seed: int = 0,
                  localisation_target: str = "predicted", model_checks: bool = True,
-                 log=None) -> dict:
+                 log=None, exclude: Collection[str] | None = None) -> dict:
     """All checks on a dataset folder; returns the report (what ``--out`` writes).
-    ``model_checks=False`` skips sanity and faithfulness (localisation only)."""
+    ``model_checks=False`` skips sanity and faithfulness (localisation only); ``exclude``:
+    resolved paths kept out of localisation (the images the model was trained on, see
+    :func:`trained_on`)."""
     log = log or (lambda msg: None)
     methods = [canonical_method(m) for m in methods]
     index = discover(data)
@@ -241,7 +240,14 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                 explainer, items, methods, steps, seed, progress=lambda m: log(f"  done: {m}"))
     if masks is not None:
         masks = Path(masks)
-        with_mask = [s for s in pool if mask_path(masks, index.root, s.path).is_file()]
+        candidates = pool
+        if exclude:
+            candidates = [s for s in pool if os.path.realpath(s.path) not in exclude]
+            report["notes"].append(
+                f"localisation used only {split} images the model did not train on "
+                f"({len(pool) - len(candidates)} trained-on images left out, rebuilt from the "
+                "split its card records)")
+        with_mask = [s for s in candidates if mask_path(masks, index.root, s.path).is_file()]
         if not with_mask:
             report["notes"].append(
                 f"no mask under {masks} for any {split} image; the public tumour masks cover "
@@ -253,7 +259,7 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
             log(f"localisation on {len(items)} images with masks")
             report["localisation"] = localisation(explainer, items, methods, localisation_target)
             report["localisation"]["images_with_masks_in_split"] = len(with_mask)
-            if split_key == "train":
+            if split_key == "train" and not exclude:
                 report["notes"].append("localisation used Training images, which the model "
                                        "was trained on")
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -276,8 +282,15 @@ def explain_check_command(args) -> int:
         fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
         explainer = Explainer(fast, layer=getattr(args, "layer", None))
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        exclude = None
+        if args.masks and SPLIT_NAMES.get(args.split.lower()) == "train":
+            try:
+                exclude = trained_on(loaded.card, args.data)
+            except ValueError as exc:  # e.g. data too small to rebuild the model's split
+                print(f"warning: cannot tell which images the model trained on ({exc}); "
+                      "localisation uses all masked images", file=sys.stderr)
         report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
-                              log=lambda msg: print(msg, file=sys.stderr))
+                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

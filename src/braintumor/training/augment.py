@@ -24,30 +24,52 @@ class BatchAugment(nn.Module):
         import kornia.augmentation as K
 
         self.cfg = cfg
-        ops: list[nn.Module] = []
+        # Geometric ops move pixels and must move a tumour mask with them; intensity ops
+        # must not touch the mask. Kept as two sequences, in this order (the order of the
+        # random draws, so a run with or without masks augments its images identically).
+        geometric: list[nn.Module] = []
         if cfg.hflip > 0:
-            ops.append(K.RandomHorizontalFlip(p=cfg.hflip))
+            geometric.append(K.RandomHorizontalFlip(p=cfg.hflip))
         if cfg.vflip > 0:
-            ops.append(K.RandomVerticalFlip(p=cfg.vflip))
+            geometric.append(K.RandomVerticalFlip(p=cfg.vflip))
         if cfg.rotation_degrees > 0 or cfg.translate > 0 or tuple(cfg.zoom) != (1.0, 1.0):
-            ops.append(K.RandomAffine(
+            geometric.append(K.RandomAffine(
                 degrees=cfg.rotation_degrees,
                 translate=(cfg.translate, cfg.translate) if cfg.translate > 0 else None,
                 scale=tuple(cfg.zoom),
                 padding_mode="zeros",  # the background of a brain slice is black
                 p=1.0,
             ))
+        intensity: list[nn.Module] = []
         if cfg.brightness > 0:
             # kornia's brightness is additive: factor - 1 is added to [0, 1] pixels.
-            ops.append(K.RandomBrightness(brightness=(1 - cfg.brightness, 1 + cfg.brightness),
-                                          p=1.0))
+            intensity.append(K.RandomBrightness(brightness=(1 - cfg.brightness,
+                                                            1 + cfg.brightness), p=1.0))
         if cfg.contrast > 0:
-            ops.append(K.RandomContrast(contrast=(1 - cfg.contrast, 1 + cfg.contrast), p=1.0))
-        self.ops = nn.Sequential(*ops)
+            intensity.append(K.RandomContrast(contrast=(1 - cfg.contrast, 1 + cfg.contrast),
+                                              p=1.0))
+        self.geometric = nn.Sequential(*geometric)
+        self.intensity = nn.Sequential(*intensity)
+
+    @property
+    def active(self) -> bool:
+        return self.training and self.cfg.enabled and len(self.geometric) + len(self.intensity) > 0
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: float (N, C, S, S) in [0, 1]; returns a new batch, clamped to [0, 1]."""
-        if not self.training or not self.cfg.enabled or len(self.ops) == 0:
-            return x
-        return self.ops(x).clamp_(0.0, 1.0)
+        return self.with_mask(x, None)[0]
+
+    @torch.no_grad()
+    def with_mask(self, x: torch.Tensor, mask: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Augment images and, with the same geometric draw, their (N, 1, S, S) masks."""
+        if not self.active:
+            return x, mask
+        c = x.shape[1]
+        if mask is not None and len(self.geometric):
+            both = self.geometric(torch.cat([x, mask.to(x.dtype)], dim=1))
+            x, mask = both[:, :c], both[:, c:]
+        else:
+            x = self.geometric(x)
+        return self.intensity(x).clamp_(0.0, 1.0), mask

@@ -57,6 +57,15 @@ class TrainConfig:
     # checkpoints and the bundle use the averaged weights. None disables it.
     ema_decay: float | None = None
     class_weights: bool = True
+    # Auxiliary tumour-mask loss (training/mask_loss.py): a folder of binary masks mirroring
+    # the dataset (``masks``) supervises where the tumour is, on the feature map of
+    # ``mask_layer`` (default: the model's Grad-CAM target layer), with weight
+    # ``mask_loss_weight``. Images of ``mask_empty_classes`` (e.g. notumor) count as having an
+    # empty mask; other images without a mask file are left out of that loss. None: off.
+    masks: str | None = None
+    mask_loss_weight: float = 0.5
+    mask_layer: str | None = None
+    mask_empty_classes: list[str] = field(default_factory=list)
     seed: int = 42
     val_fraction: float = 0.15
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
@@ -147,6 +156,11 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("augment.mixup_alpha and augment.cutmix_alpha must be >= 0")
     if not 0 <= cfg.augment.mix_prob <= 1:
         problems.append("augment.mix_prob must be in [0, 1]")
+    if cfg.mask_loss_weight < 0:
+        problems.append("mask_loss_weight must be >= 0")
+    if cfg.masks and (cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0):
+        problems.append("the mask loss (masks) cannot be combined with MixUp/CutMix, which "
+                        "would need mixed masks; set augment.mixup_alpha and cutmix_alpha to 0")
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
         problems.append("ema_decay must be between 0 and 1 (or null to disable)")
     if cfg.optimizer not in {"adam", "adamw"}:
@@ -179,6 +193,7 @@ def overrides_from_args(args) -> dict[str, Any]:
     """The CLI flags of ``braintumor train`` that were given, as config fields."""
     names = ["data", "model", "out", "epochs", "batch_size", "lr", "weight_decay", "image_size",
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
+             "masks", "mask_loss_weight",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
              "export_bundle"]
     out = {n: getattr(args, n, None) for n in names}

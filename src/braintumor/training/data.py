@@ -9,6 +9,7 @@ LightningModule scales and augments whole batches.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from braintumor.data.cache import CachedDataset, build_cache
 from braintumor.data.datasets import SPLIT_NAMES, DatasetIndex, discover
+from braintumor.data.masks import masks_for_rows
 from braintumor.data.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,8 @@ class CacheDataModule(L.LightningDataModule):
 
     def __init__(self, data: str | Path, image_size: int = 128, batch_size: int = 64,
                  val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
-                 eval_batch_size: int = 256):
+                 eval_batch_size: int = 256, masks: str | Path | None = None,
+                 mask_empty_classes: tuple[str, ...] | list[str] = ()):
         super().__init__()
         self.data = Path(data)
         self.pre = PreprocessConfig(image_size=image_size)
@@ -129,6 +132,9 @@ class CacheDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.seed = seed
         self.max_train_images = max_train_images
+        self.masks = Path(masks) if masks else None
+        self.mask_empty_classes = list(mask_empty_classes)
+        self.mask_summary: dict | None = None
         self._prepared = False
 
     def prepare(self) -> SplitSummary:
@@ -146,6 +152,12 @@ class CacheDataModule(L.LightningDataModule):
                 "class folder(s) without images: " + ", ".join(empty)
                 + "; every class needs training images (remove the folder or add images)")
         train_samples = index.split("train") or [s for s in index.samples if s.split is None]
+        if self.masks is not None and not self.masks.is_dir():
+            raise TrainingDataError(f"masks folder {self.masks} does not exist")
+        unknown = sorted(set(self.mask_empty_classes) - set(index.classes))
+        if unknown:
+            raise TrainingDataError(f"mask_empty_classes {unknown} are not classes of "
+                                    f"{self.data} ({', '.join(index.classes)})")
         if not train_samples:
             raise TrainingDataError(f"{self.data}: no training images (expected "
                                     "Training/<class>/ or <class>/ folders)")
@@ -197,12 +209,41 @@ class CacheDataModule(L.LightningDataModule):
             for name, rows in (("train", self.train_rows), ("val", self.val_rows),
                                ("test", self.test_rows))
         }
+        if self.masks is not None:
+            # Training rows only: validation and test never see a mask, so selection and the
+            # test figures measure the classifier alone.
+            self._tensors["train"] = TensorDataset(
+                *self._tensors["train"].tensors, *self._train_masks(index.root))
         counts = {name: {c: int((labels[rows] == i).sum()) for i, c in enumerate(self.classes)}
                   for name, rows in (("train", self.train_rows), ("val", self.val_rows),
                                      ("test", self.test_rows))}
         self.summary = SplitSummary(self.classes, counts, list(cached.failed), method)
         self._prepared = True
         return self.summary
+
+    def _train_masks(self, data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.train_rows
+        c = self.cached
+        got = masks_for_rows([c.paths[r] for r in rows], [c.labels[r] for r in rows],
+                             [c.crops[r] for r in rows], data_root, self.masks,
+                             self.pre.image_size, self.mask_empty_classes)
+        if got.problems:
+            listing = "\n  ".join(f"{p}: {r}" for p, r in got.problems)
+            msg = f"{len(got.problems)} mask(s) left out of the mask loss:\n  {listing}"
+            warnings.warn(msg, stacklevel=3)
+            log.warning(msg)
+        if not got.has_mask.any():
+            raise TrainingDataError(f"no training image has a usable mask in {self.masks} "
+                                    "(same relative path as the image, .png)")
+        labels = [c.labels[r] for r in rows]
+        self.mask_summary = {
+            "masks": str(self.masks), "empty_classes": self.mask_empty_classes,
+            "training_images_with_mask": {
+                k: int(sum(1 for lbl, h in zip(labels, got.has_mask, strict=True)
+                           if h and lbl == k)) for k in self.classes},
+            "problems": [p for p, _ in got.problems],
+        }
+        return torch.from_numpy(got.masks), torch.from_numpy(got.has_mask)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -229,3 +270,30 @@ class CacheDataModule(L.LightningDataModule):
     def has_test(self) -> bool:
         return len(self.test_rows) > 0
 
+
+
+def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: int,
+                max_train_images: int | None = None) -> dict[str, str]:
+    """Resolved Training image path -> "fit" or "val", as a run with these settings split it.
+
+    The split is a pure function of the data and these settings (duplicate-aware, seeded), so
+    a bundle's card, which records them, is enough to tell which images it trained on: the
+    evidence checks use that to measure only on images a model never fitted.
+    """
+    dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
+                         max_train_images=max_train_images)
+    dm.prepare()
+    sides = {}
+    for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
+        for r in rows:
+            sides[os.path.realpath(dm.cached.paths[r])] = side
+    return sides
+
+
+def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:
+    """:func:`split_sides` for the run a bundle's card describes; None if it records none."""
+    config = (card.get("training") or {}).get("config")
+    if not config:
+        return None
+    return split_sides(data, config["image_size"], config["val_fraction"], config["seed"],
+                       config.get("max_train_images"))

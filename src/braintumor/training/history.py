@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_f1", "lr", "epoch_seconds",
-           "train_images_per_second"]
+           "train_images_per_second", "train_mask_loss"]  # the last: empty without masks
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -58,7 +58,9 @@ class EpochCSV(L.Callback):
                "val_acc": _f(m.get("val_acc")), "val_f1": _f(m.get("val_f1")),
                "lr": trainer.optimizers[0].param_groups[0]["lr"],
                "epoch_seconds": round(seconds, 2),
-               "train_images_per_second": round(self._seen * trainer.world_size / seconds, 1)}
+               "train_images_per_second": round(self._seen * trainer.world_size / seconds, 1),
+               "train_mask_loss": (_f(m["train_mask_loss"]) if "train_mask_loss" in m
+                                   else None)}
         rows = [r for r in read_metrics(self.path) if r["epoch"] < row["epoch"]] + [row]
         self._write(rows)
         if self.curves:

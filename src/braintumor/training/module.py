@@ -14,6 +14,7 @@ from torch import nn
 from braintumor.models import create_model
 from braintumor.training.augment import BatchAugment
 from braintumor.training.config import TrainConfig
+from braintumor.training.mask_loss import MaskLoss
 from braintumor.training.mix import BatchMix
 
 
@@ -37,6 +38,12 @@ class Classifier(L.LightningModule):
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.augment = BatchAugment(cfg.augment)
+        self.mask_loss: MaskLoss | None = None
+        if cfg.masks:
+            layer = cfg.mask_layer or getattr(self.model, "target_layer", None)
+            if layer is None:
+                raise ValueError(f"model {cfg.model} names no target_layer; set mask_layer")
+            self.mask_loss = MaskLoss(self.model, layer, cfg.image_size)
         a = cfg.augment
         self.mix = BatchMix(a.mixup_alpha, a.cutmix_alpha, a.mix_prob if a.enabled else 0.0)
         weights = class_weights(class_counts, cfg.class_weights) if class_counts is not None \
@@ -49,10 +56,11 @@ class Classifier(L.LightningModule):
         return self.model(x)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
-        images, labels = batch
+        images, labels, *mask = batch  # training batches may carry (masks, has_mask)
         x = images.float().div_(255.0).unsqueeze(1)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        masks = mask[0].float().div_(255.0).unsqueeze(1) if mask else None
         if self.trainer is not None and self.trainer.training:
             # Lightning does not checkpoint RNG states (and a resumed run draws from the RNG
             # in a different order while setting up). Seeding each step from (seed, step,
@@ -61,15 +69,25 @@ class Classifier(L.LightningModule):
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step * 7919
                               + self.global_rank)
             self.augment.train()
-            x = self.augment(x)
+            x, masks = self.augment.with_mask(x, masks)
+            if self.cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        if masks is not None:
+            return x, labels, masks, mask[1]
         return x, labels
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y, *mask = batch
         mixed = self.mix(x, y)  # after the per-step reseed: repeatable on resume
         loss = mixed.loss(self.loss_fn, self.model(mixed.x))
+        # train_loss stays the classification loss alone, comparable with runs without masks.
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(y), sync_dist=True)
+        if self.mask_loss is not None and mask:
+            mask_loss = self.mask_loss(*mask)
+            self.log("train_mask_loss", mask_loss, on_step=False, on_epoch=True,
+                     batch_size=len(y), sync_dist=True)
+            loss = loss + self.cfg.mask_loss_weight * mask_loss
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -86,7 +104,7 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         decay, no_decay = [], []
-        for p in self.model.parameters():
+        for p in self.parameters():  # the model's, then the mask head's (if any)
             # Weight decay on batch-norm scales and biases only shrinks them; leave them out.
             (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay},

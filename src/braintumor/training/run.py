@@ -91,7 +91,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
-                         cfg.max_train_images)
+                         cfg.max_train_images, masks=cfg.masks,
+                         mask_empty_classes=cfg.mask_empty_classes)
     summary_data = dm.prepare()
     classes = summary_data.classes
 
@@ -183,6 +184,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
             "counts": summary_data.counts,
             "validation_split": summary_data.split_method,
             "skipped_unreadable": [p for p, _ in summary_data.failed],
+            # Masks supervised training only (auxiliary loss); None when none were used.
+            "tumour_masks": dm.mask_summary,
         },
         "training": {
             "command": command,
@@ -219,7 +222,8 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
     keys = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "schedule", "lr",
-            "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay")
+            "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
+            "mask_layer")
     now = cfg.to_dict()
     changed = [k for k in keys if k in saved and saved[k] != now[k]]
     if changed:

@@ -1,0 +1,78 @@
+"""The auxiliary tumour-mask loss: hook, head size, weighting, and what it learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from braintumor.models import create_model
+from braintumor.training.mask_loss import MaskLoss
+
+
+def _model():
+    torch.manual_seed(0)
+    return create_model("braintumor-net", image_size=64)
+
+
+def _masks(n: int = 4, size: int = 64) -> torch.Tensor:
+    m = torch.zeros(n, 1, size, size)
+    m[:, :, 8:24, 40:56] = 1.0  # the same tumour box in every image
+    return m
+
+
+def test_head_matches_the_layer_and_hook_records_only_in_training():
+    model = _model()
+    loss = MaskLoss(model, "stages.3", image_size=64)
+    assert loss.head.in_channels == 256
+    model.eval()
+    with torch.no_grad():
+        model(torch.rand(2, 1, 64, 64))
+    with pytest.raises(RuntimeError, match="no activations recorded at 'stages.3'"):
+        loss(_masks(2), torch.ones(2, dtype=torch.bool))
+    model.train()
+    model(torch.rand(2, 1, 64, 64))
+    value = loss(_masks(2), torch.ones(2, dtype=torch.bool))
+    assert value.ndim == 0 and value.item() > 0
+    loss.remove()
+
+
+def test_unknown_layer_is_named():
+    with pytest.raises(AttributeError, match="nope"):
+        MaskLoss(_model(), "nope", image_size=64)
+
+
+def test_images_without_a_mask_do_not_count():
+    model = _model().train()
+    loss = MaskLoss(model, "stages.2", image_size=64)
+    x, masks = torch.rand(4, 1, 64, 64), _masks()
+    has = torch.tensor([True, True, False, False])
+    # The same batch twice gives the same activations (batch-norm statistics of one batch;
+    # no dropout before the layer), so only the masks differ between the two calls.
+    model(x)
+    with_masks = loss(masks, has)
+    other = masks.clone()
+    other[2:] = 1.0 - other[2:]  # rows without a mask: whatever they hold must not matter
+    model(x)
+    assert loss(other, has).item() == pytest.approx(with_masks.item())
+    other[0] = 1.0 - other[0]  # a row with a mask does matter
+    model(x)
+    assert loss(other, has).item() != pytest.approx(with_masks.item())
+    model(x)
+    none = loss(masks, torch.zeros(4, dtype=torch.bool))
+    assert none.item() == 0.0 and none.requires_grad  # still a graph: every parameter used
+
+
+def test_training_the_head_and_model_lowers_the_mask_loss():
+    model = _model().train()
+    loss = MaskLoss(model, "stages.3", image_size=64)
+    opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), 3e-3)
+    x, masks, has = torch.rand(8, 1, 64, 64), _masks(8), torch.ones(8, dtype=torch.bool)
+    values = []
+    for _ in range(15):
+        model(x)
+        value = loss(masks, has)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        values.append(value.item())
+    assert values[-1] < 0.5 * values[0]
