@@ -60,3 +60,20 @@ def test_braintumor_net_trains_on_a_batch():
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+def test_tumour_pooling_adds_a_tumour_map_that_steers_the_logits():
+    plain = create_model("braintumor-net")
+    model = create_model("braintumor-net", tumour_pooling=True).eval()
+    c = 256  # channels of the last stage
+    extra = (c + 1) + c * 4  # the 1x1 tumour head, and the classifier's second half
+    assert model_info(model, 64).parameters == model_info(plain, 64).parameters + extra
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 4) and torch.isfinite(out).all()
+        # The pooled-under-the-map half of the features matters: change the map, change
+        # the logits (the last-stage features themselves stay the same).
+        model.tumour_head.bias.add_(5.0)
+        assert not torch.allclose(model(x), out)
+    assert model.target_layer in dict(model.named_modules())

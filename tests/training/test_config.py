@@ -49,7 +49,7 @@ def test_shipped_configs_load():
 
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
-                 "braintumor-net-masks.yaml"):
+                 "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml"):
         cfg = load_config(root / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings; the masks
@@ -60,3 +60,11 @@ def test_shipped_configs_load():
     assert changed == {"masks", "mask_loss_weight", "mask_empty_classes"} - (
         {"mask_loss_weight"} if bundled["mask_loss_weight"] == masks["mask_loss_weight"] else set())
     assert masks["masks"] == "M" and masks["mask_empty_classes"] == ["notumor"]
+
+
+def test_tumourpool_config_supervises_the_models_own_tumour_map():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    cfg = load_config(root / "braintumor-net-tumourpool.yaml")
+    assert cfg.model_kwargs["tumour_pooling"] is True and cfg.mask_layer == "tumour_head"

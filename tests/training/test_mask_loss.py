@@ -76,3 +76,15 @@ def test_training_the_head_and_model_lowers_the_mask_loss():
         opt.step()
         values.append(value.item())
     assert values[-1] < 0.5 * values[0]
+
+
+def test_a_one_channel_layer_is_supervised_as_it_is():
+    torch.manual_seed(0)
+    model = create_model("braintumor-net", image_size=64, tumour_pooling=True).train()
+    loss = MaskLoss(model, "tumour_head", image_size=64)
+    assert isinstance(loss.head, torch.nn.Identity)
+    assert list(loss.parameters()) == []  # nothing beside the model's own tumour head
+    model(torch.rand(2, 1, 64, 64))
+    value = loss(_masks(2), torch.ones(2, dtype=torch.bool))
+    value.backward()
+    assert model.tumour_head.weight.grad is not None

@@ -38,7 +38,8 @@ class BrainTumorNet(nn.Module):
 
     def __init__(self, num_classes: int = 4, in_channels: int = 1,
                  widths: tuple[int, ...] = (32, 64, 128, 256),
-                 depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2):
+                 depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2,
+                 tumour_pooling: bool = False):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False),
@@ -54,8 +55,12 @@ class BrainTumorNet(nn.Module):
             stages.append(blocks[0] if d == 1 else nn.Sequential(*blocks))
             cin = w
         self.stages = nn.Sequential(*stages)
+        # tumour_pooling: a 1x1 conv predicts a tumour map on the last stage (trainable with
+        # masks: `mask_layer: tumour_head`), and the classifier sees the features pooled
+        # under that map beside the global average, so its decision can rest on the lesion.
+        self.tumour_head = nn.Conv2d(cin, 1, 1) if tumour_pooling else None
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(cin, num_classes))
+                                  nn.Linear(cin * (2 if tumour_pooling else 1), num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -67,7 +72,15 @@ class BrainTumorNet(nn.Module):
         # Centre [0, 1] input; a fixed affine keeps normalisation inside the model, so no
         # caller can forget it (no train/serve skew).
         x = (x - 0.5) / 0.25
-        return self.head(self.stages(self.stem(x)))
+        f = self.stages(self.stem(x))
+        if self.tumour_head is None:
+            return self.head(f)
+        w = torch.sigmoid(self.tumour_head(f))
+        # +1 in the denominator: with no tumour in sight the pooled part fades to 0 instead
+        # of blowing up a few faint cells.
+        under = (f * w).sum((2, 3)) / (w.sum((2, 3)) + 1.0)
+        pooled = torch.cat([f.mean((2, 3)), under], dim=1)
+        return self.head[2:](pooled)  # the head's dropout and linear layer
 
 
 @register_model("braintumor-net")

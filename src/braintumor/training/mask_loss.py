@@ -29,7 +29,9 @@ class MaskLoss(nn.Module):
         # Register on the model's submodule; keep the handle so the hook can be removed.
         self._handle = target.register_forward_hook(self._record)
         channels = self._channels(model, target, image_size, in_channels)
-        self.head = nn.Conv2d(channels, 1, kernel_size=1)
+        # A layer with one output channel is taken as the model's own tumour-logit map
+        # (braintumor-net's ``tumour_head``) and supervised as it is; any other gets a head.
+        self.head: nn.Module = nn.Identity() if channels == 1 else nn.Conv2d(channels, 1, 1)
 
     @staticmethod
     def _channels(model: nn.Module, target: nn.Module, image_size: int, in_channels: int) -> int:
