@@ -44,6 +44,13 @@ def mask_on_model_grid(mask: np.ndarray, crop: CropInfo, size: int) -> np.ndarra
     return apply_crop(np.asarray(mask, dtype=np.uint8) * 255, crop, size)
 
 
+@dataclass
+class MaskRows:
+    masks: np.ndarray  # (N, S, S) uint8, 255 = tumour
+    has_mask: np.ndarray  # (N,) bool: False = this image takes no part in the mask loss
+    problems: list[tuple[str, str]]  # (mask file, what is wrong with it)
+
+
 def masks_for_rows(paths: Sequence[str | Path], labels: Sequence[str], crops: Sequence[CropInfo],
                    data_root: Path, masks_root: Path, size: int,
                    empty_classes: Sequence[str] = ()) -> MaskRows:
@@ -77,10 +84,3 @@ def masks_for_rows(paths: Sequence[str | Path], labels: Sequence[str], crops: Se
             continue
         has[i] = True
     return MaskRows(out, has, problems)
-
-
-@dataclass
-class MaskRows:
-    masks: np.ndarray  # (N, S, S) uint8, 255 = tumour
-    has_mask: np.ndarray  # (N,) bool: False = this image takes no part in the mask loss
-    problems: list[tuple[str, str]]  # (mask file, what is wrong with it)
