@@ -27,10 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from braintumor.data.datasets import discover
-from braintumor.data.masks import mask_path
-from braintumor.data.preprocess import map_to_original, to_model_input
-from braintumor.explain.evidence import load_items, stratified_sample, trained_on
-from braintumor.explain.localisation import head_mask, localisation_scores, summarise
+from braintumor.data.preprocess import to_model_input
+from braintumor.explain.evidence import (
+    load_items,
+    score_maps,
+    stratified_sample,
+    trained_on,
+    with_masks,
+)
 from braintumor.models import load_bundle
 from braintumor.training.config import load_config
 from braintumor.training.module import Classifier
@@ -63,27 +67,23 @@ def main() -> None:
     layer = module.mask_loss.layer
 
     index = discover(args.data)
-    exclude = trained_on(bundle.card, args.data)
-    pool = [s for s in index.split("train") if os.path.realpath(s.path) not in exclude
-            and mask_path(Path(args.masks), index.root, s.path).is_file()]
+    pool = with_masks(index.split("train"), Path(args.masks), index.root,
+                      trained_on(bundle.card, args.data))
     chosen = stratified_sample(pool, args.limit, args.seed)
     items, failed = load_items(chosen, bundle, index.root, Path(args.masks))
 
     feats: dict[str, torch.Tensor] = {}
     hook = model.get_submodule(layer).register_forward_hook(
         lambda m, i, o: feats.__setitem__("x", o))
-    rows = []
+    maps = []
     with torch.no_grad():
         for it in items:
             model(to_model_input(it.pre.image))
             prob = torch.sigmoid(head(feats["x"]))
-            grid = F.interpolate(prob, size=it.pre.image.shape, mode="bilinear",
-                                 align_corners=False)[0, 0].numpy()
-            heat = map_to_original(grid, it.pre.crop)
-            rows.append((it.label, localisation_scores(
-                heat, it.mask, head_mask(it.pixels, bundle.preprocess.crop_threshold))))
+            maps.append(F.interpolate(prob, size=it.pre.image.shape, mode="bilinear",
+                                      align_corners=False)[0, 0].numpy())
     hook.remove()
-    summary = summarise("mask-head", rows)
+    summary = score_maps("mask-head", items, maps, bundle.preprocess.crop_threshold)
     report = {"run": str(run), "layer": layer, "images": len(items),
               "held_out_images_with_masks": len(pool), "failures": failed,
               "overall": summary.overall, "per_class": summary.per_class}

@@ -18,6 +18,7 @@ step "accuracy (bundled vs baseline)"
 bundles=(src/braintumor/weights); [ -d "$BASELINE" ] && bundles+=("$BASELINE")
 $PY benchmarks/accuracy.py --data "$DATA" "${bundles[@]}"
 step "training throughput";    $PY benchmarks/train_throughput.py --data "$DATA"
+step "training-step variants"; $PY benchmarks/step_variants.py
 step "evaluate speed";         $PY benchmarks/evaluate_speed.py --data "$DATA"
 step "prediction latency";     $PY benchmarks/predict_latency.py --data "$DATA"
 step "explanation speed";      OMP_NUM_THREADS=1 $PY benchmarks/explain_speed.py --data "$DATA"

@@ -18,12 +18,17 @@ the model differs:
 "ours-fp32" isolates the data pipeline from the precision choice; "ours-channels-first"
 (when the config asks for channels_last) shows what the memory format alone gives.
 
+Every pipeline is timed in a process of its own, started afresh for each round, as each
+would run alone: no pipeline inherits another's heap or thread pools, and the conventional
+pipeline's DataLoader workers cannot prefetch while another pipeline is being timed.
+
     python benchmarks/train_throughput.py --data ../shared/datasets/brain-tumor-mri
 
 Results go to benchmarks/results/train_throughput.json. On a shared machine the figures are
-noisy, so the script times every pipeline once per round, in turn, for ``--rounds`` rounds,
-and reports the median over rounds of each round's median step time; the speed-up is the
-median of the per-round speed-ups (each pairs pipelines timed minutes apart).
+noisy, so the script times every pipeline once per round, in turn (the order reversed every
+other round, so that a drifting machine favours no pipeline), for ``--rounds`` rounds, and
+reports the median over rounds of each round's median step time; the speed-up is the median
+of the per-round speed-ups (each pairs pipelines timed a minute or two apart).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +57,13 @@ from braintumor.training.config import AugmentConfig, load_config
 from braintumor.training.hardware import choose_cpu_precision, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+
+# name -> (precision ("auto": what the trainer picks), channels_last (None: the config's))
+OURS = {
+    "ours": ("auto", None),
+    "ours-fp32": ("32-true", None),
+    "ours-channels-first": ("auto", False),
+}
 
 
 class ConventionalDataset(Dataset):
@@ -107,6 +121,56 @@ def _forever(loader):
         yield from loader
 
 
+def _time_pipeline(args, train_cfg, name: str) -> dict:
+    """Time one pipeline in this (fresh) process; what a child prints."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    index = discover(args.data)
+    train = index.split("train")
+    classes = list(index.classes)
+
+    def model():
+        torch.manual_seed(0)
+        return create_model(train_cfg.model, image_size=args.image_size,
+                            **train_cfg.model_kwargs)
+
+    if name == "conventional":
+        # PIL decode + per-image augmentation in DataLoader workers, fp32.
+        n = args.batch_size * (args.steps + args.warmup)
+        rng = np.random.default_rng(0)
+        pick = rng.choice(len(train), size=min(n, len(train)), replace=False)
+        ds = ConventionalDataset([str(train[i].path) for i in pick],
+                                 [classes.index(train[i].label) for i in pick], args.image_size)
+        loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                            num_workers=args.workers, persistent_workers=args.workers > 0)
+        warm = args.warmup + 2 * args.workers  # the workers' first prefetched batches
+        times = _train_steps(model(), _forever(loader), args.steps + warm, False)
+        return {"step_s": statistics.median(times[warm:]), "precision": "32-true",
+                "channels_last": False}
+    # Ours: uint8 rows from the cache, batch augmentation, as the trainer runs.
+    precision, channels_last = OURS[name]
+    bf16 = (args.precision if precision == "auto" else precision) == "bf16-mixed"
+    channels_last = train_cfg.channels_last if channels_last is None else channels_last
+    cached = build_cache(train, PreprocessConfig(image_size=args.image_size))
+    images = torch.from_numpy(np.array(cached.images))
+    targets = torch.from_numpy(cached.label_indices(classes))
+    loader = DataLoader(torch.utils.data.TensorDataset(images, targets),
+                        batch_size=args.batch_size, shuffle=True, drop_last=True)
+    augment = BatchAugment(AugmentConfig()).train()  # the published recipe: see the docstring
+    times = _train_steps(model(), _forever(loader), args.steps + args.warmup, bf16, augment,
+                         channels_last=channels_last)
+    return {"step_s": statistics.median(times[args.warmup:]),
+            "precision": "bf16-mixed" if bf16 else "32-true", "channels_last": channels_last}
+
+
+def _run_child(argv: list[str], name: str) -> dict:
+    cmd = [sys.executable, __file__, *argv, "--child", name]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"timing {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=os.environ.get("DATA"), required=os.environ.get("DATA")
@@ -127,21 +191,20 @@ def main() -> None:
                     help="torch compute threads (both; default: all cores)")
     ap.add_argument("--workers", type=int, default=2, help="conventional DataLoader workers")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--precision", help=argparse.SUPPRESS)  # chosen once, passed to children
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # time one pipeline, print JSON
     args = ap.parse_args()
     train_cfg = load_config(args.config)
     args.image_size = args.image_size or train_cfg.image_size
-    channels_last = train_cfg.channels_last
+    if args.child:
+        print(json.dumps(_time_pipeline(args, train_cfg, args.child)))
+        return
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
 
     index = discover(args.data)
-    train = index.split("train")
     t0 = time.perf_counter()
-    cached = build_cache(train, PreprocessConfig(image_size=args.image_size))
-    cache_seconds = time.perf_counter() - t0
-    classes = list(index.classes)
-    labels = cached.label_indices(classes)
-    n = args.batch_size * (args.steps + args.warmup)
+    build_cache(index.split("train"), PreprocessConfig(image_size=args.image_size))
+    cache_seconds = time.perf_counter() - t0  # built here once; the children load it
 
     def model():
         torch.manual_seed(0)
@@ -149,53 +212,33 @@ def main() -> None:
                             **train_cfg.model_kwargs)
 
     precision, probe = choose_cpu_precision(model, args.image_size, min(args.batch_size, 32))
+    names = [n for n in OURS if train_cfg.channels_last or n != "ours-channels-first"]
+    names.append("conventional")
+    child_argv = ["--data", args.data, "--config", args.config, "--image-size",
+                  str(args.image_size), "--batch-size", str(args.batch_size), "--steps",
+                  str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                  "--workers", str(args.workers), "--precision", precision]
+
+    per_round: dict[str, list[float]] = {name: [] for name in names}
+    settings: dict[str, dict] = {}
+    for r in range(args.rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            res = _run_child(child_argv, name)
+            per_round[name].append(res.pop("step_s"))
+            settings[name] = res
+            print(f"round {r + 1}: {name:24s} {args.batch_size / per_round[name][-1]:7.1f} "
+                  "img/s", flush=True)
     results = {}
+    for name in names:
+        results[name] = {**settings[name], "median_step_s": statistics.median(per_round[name])}
+    results["conventional"]["dataloader_workers"] = args.workers
 
-    # Ours: uint8 rows from the cache, batch augmentation, auto precision (and fp32).
-    images = torch.from_numpy(np.array(cached.images))
-    targets = torch.from_numpy(labels)
-    fast = DataLoader(torch.utils.data.TensorDataset(images, targets),
-                      batch_size=args.batch_size, shuffle=True, drop_last=True)
-    augment = BatchAugment(AugmentConfig()).train()  # the published recipe: see the docstring
-    bf16 = precision == "bf16-mixed"
-    variants = [("ours", bf16, channels_last), ("ours-fp32", False, channels_last)]
-    if channels_last:
-        variants.append(("ours-channels-first", bf16, False))
-
-    # Conventional: PIL decode + per-image augmentation in DataLoader workers, fp32.
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(train), size=min(n, len(train)), replace=False)
-    ds = ConventionalDataset([str(train[i].path) for i in pick],
-                             [classes.index(train[i].label) for i in pick], args.image_size)
-    slow = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                      num_workers=args.workers, persistent_workers=args.workers > 0)
-    fast_batches, slow_batches = _forever(fast), _forever(slow)
-
-    # Every round times every pipeline once, in turn, so that a slow spell of a shared machine
-    # hits all of them rather than one; each figure is the median over rounds of the per-round
-    # median step time, and the speed-up is also given per round.
-    per_round: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    per_round["conventional"] = []
-    for _ in range(args.rounds):
-        for name, use_bf16, cl in variants:
-            times = _train_steps(model(), fast_batches, args.steps + args.warmup, use_bf16,
-                                 augment, channels_last=cl)
-            per_round[name].append(statistics.median(times[args.warmup:]))
-        # Its workers prefetch 2 batches each while the other pipelines run: not timed.
-        warm = args.warmup + 2 * args.workers
-        times = _train_steps(model(), slow_batches, args.steps + warm, False)
-        per_round["conventional"].append(statistics.median(times[warm:]))
-    for name, use_bf16, _ in variants:
-        results[name] = {"precision": "bf16-mixed" if use_bf16 else "32-true",
-                         "median_step_s": statistics.median(per_round[name])}
-    results["conventional"] = {"precision": "32-true",
-                               "median_step_s": statistics.median(per_round["conventional"]),
-                               "dataloader_workers": args.workers}
     # The headline speed-up pairs pipelines timed minutes apart in the same round.
-    round_speedups = [round(c / o, 2) for o, c in zip(per_round["ours"],
-                                                      per_round["conventional"], strict=True)]
-    round_same_precision = [round(c / o, 2) for o, c in zip(
-        per_round["ours-fp32"], per_round["conventional"], strict=True)]
+    def paired(a: str, b: str = "conventional") -> list[float]:
+        return [round(c / o, 2) for o, c in zip(per_round[a], per_round[b], strict=True)]
+
+    round_speedups = paired("ours")
+    round_same_precision = paired("ours-fp32")
     for name, times_s in per_round.items():
         results[name]["images_per_second_per_round"] = [round(args.batch_size / t, 1)
                                                          for t in times_s]
@@ -207,7 +250,8 @@ def main() -> None:
     report = {
         "model": train_cfg.model, "model_kwargs": train_cfg.model_kwargs,
         "config": args.config, "image_size": args.image_size, "batch_size": args.batch_size,
-        "channels_last": channels_last, "timed_steps": args.steps, "torch_threads": args.threads,
+        "channels_last": train_cfg.channels_last, "timed_steps": args.steps,
+        "torch_threads": args.threads,
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "precision_probe": probe,
         "cache_build_or_load_seconds": round(cache_seconds, 2), "rounds": args.rounds,
@@ -223,7 +267,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     for name, r in results.items():
-        print(f"{name:20s} {r['precision']:11s} {r['images_per_second']:8.1f} img/s")
+        print(f"{name:24s} {r['precision']:11s} {r['images_per_second']:8.1f} img/s")
     print(f"speed-up: {report['speedup_vs_conventional']}x "
           f"(same precision: {report['speedup_vs_conventional_same_precision']}x; "
           f"per round: {round_speedups}); "

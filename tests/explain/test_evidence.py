@@ -253,3 +253,54 @@ def test_trained_on_is_empty_for_a_bundle_without_a_training_run(tiny_bundle, tm
     from braintumor.models import load_bundle
 
     assert trained_on(load_bundle(tiny_bundle).card, tmp_path) == set()
+
+
+def test_with_masks_keeps_images_with_a_mask_that_were_not_trained_on(synthetic_dataset,
+                                                                       tmp_path):
+    from braintumor.data.datasets import discover
+    from braintumor.explain.evidence import with_masks
+
+    root = synthetic_dataset(n_per_class=3, size=64)
+    masks = write_masks(root, tmp_path / "masks", size=64)
+    index = discover(root)
+    train = index.split("train")
+    trained = {str(p.resolve()) for p in (root / "Training" / "pituitary").glob("*.png")}
+    kept = with_masks(train, masks, index.root, trained)
+    assert sorted({s.label for s in kept}) == ["glioma", "meningioma"]  # notumor: no mask
+    assert len(kept) == 6
+    assert len(with_masks(train, masks, index.root)) == 9
+
+
+def test_score_maps_scores_ready_maps_like_localisation(tiny_model, tiny_config,
+                                                         synthetic_dataset, tmp_path):
+    """A map on the mask wins the pointing game, its inverse loses it, and an explainer's own
+    maps scored through ``score_maps`` give what ``localisation`` reports for them."""
+    from braintumor.data.datasets import discover
+    from braintumor.data.masks import mask_on_model_grid
+    from braintumor.explain.evidence import (
+        load_items,
+        localisation,
+        score_maps,
+        with_masks,
+    )
+
+    root = synthetic_dataset(n_per_class=2, size=64)
+    masks = write_masks(root, tmp_path / "masks", size=64)
+    index = discover(root)
+    explainer = Explainer(tiny_model, preprocess=tiny_config)
+    items, failed = load_items(with_masks(index.split("train"), masks, index.root),
+                               explainer, index.root, masks)
+    assert not failed and len(items) == 6
+    # The mask cut onto the model grid exactly like its image, as a ready map.
+    on_grid = [mask_on_model_grid(it.mask, it.pre.crop, it.pre.image.shape[0]) / 255.0
+               for it in items]
+    good = score_maps("oracle", items, on_grid, tiny_config.crop_threshold).overall
+    bad = score_maps("inverse", items, [1 - m for m in on_grid],
+                     tiny_config.crop_threshold).overall
+    assert good["pointing_game"] == 1.0 and bad["pointing_game"] == 0.0
+    assert good["iou_top10"] > good["random_iou_top10"] > bad["iou_top10"]
+
+    report = localisation(explainer, items, ["gradcam"])
+    batch = explainer.explain_batch(np.stack([it.pre.image for it in items]), "gradcam")
+    direct = score_maps(batch.method, items, batch.maps, tiny_config.crop_threshold).to_dict()
+    assert report["methods"][0] == direct

@@ -77,3 +77,24 @@ def test_tumour_pooling_adds_a_tumour_map_that_steers_the_logits():
         model.tumour_head.bias.add_(5.0)
         assert not torch.allclose(model(x), out)
     assert model.target_layer in dict(model.named_modules())
+
+
+def test_stem_relu_after_max_pool_is_exactly_relu_before_it():
+    """The stem pools before its ReLU (cheaper); both orders give identical values and
+    gradients, so weights trained with either order load into the other unchanged."""
+    torch.manual_seed(0)
+    model = create_model("braintumor-net", depths=(1, 2, 2, 2)).train()
+    conv, bn, pool, relu = model.stem
+    assert isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
+    old = create_model("braintumor-net", depths=(1, 2, 2, 2)).train()
+    old.load_state_dict(model.state_dict())
+    old.stem = nn.Sequential(old.stem[0], old.stem[1], old.stem[3], old.stem[2])
+    x = torch.rand(6, 1, 64, 64)
+    outs = []
+    for m in (model, old):
+        torch.manual_seed(1)  # the same dropout draw
+        out = m(x)
+        out.logsumexp(1).sum().backward()
+        outs.append((out.detach(), {k: p.grad for k, p in m.named_parameters()}))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert all(torch.equal(outs[0][1][k], outs[1][1][k]) for k in outs[0][1])

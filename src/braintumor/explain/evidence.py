@@ -38,7 +38,12 @@ from braintumor.data.preprocess import Preprocessed, map_to_original, preprocess
 from braintumor.data.readers import read_image
 from braintumor.explain.explainer import Explainer
 from braintumor.explain.faithfulness import RandomBaseline, deletion_insertion
-from braintumor.explain.localisation import head_mask, localisation_scores, summarise
+from braintumor.explain.localisation import (
+    LocalisationSummary,
+    head_mask,
+    localisation_scores,
+    summarise,
+)
 from braintumor.explain.registry import canonical_method
 from braintumor.explain.sanity import PASS_BELOW, model_randomisation_check
 
@@ -123,6 +128,29 @@ def _accuracy(explainer: Explainer, predictions: np.ndarray, labels: Sequence[st
     return float(np.mean([explainer.classes[p] == y for p, y in pairs]))
 
 
+def with_masks(samples: Sequence[Sample], masks: Path, root: Path,
+               exclude: Collection[str] | None = None) -> list[Sample]:
+    """The samples that have a mask under ``masks``, less the resolved paths in ``exclude``
+    (the images a model was trained on, :func:`trained_on`)."""
+    exclude = exclude or set()
+    return [s for s in samples if os.path.realpath(s.path) not in exclude
+            and mask_path(masks, root, s.path).is_file()]
+
+
+def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray],
+               crop_threshold: float, heads: Sequence[np.ndarray] | None = None
+               ) -> LocalisationSummary:
+    """Localisation of ready maps on the model grid (one per item, in [0, 1]) against the
+    items' masks, each map brought back to its image's own geometry first. Any map scores
+    alike: an attribution method's, or a tumour map a model predicts itself."""
+    rows = []
+    for i, it in enumerate(items):
+        heat = np.clip(map_to_original(maps[i], it.pre.crop), 0, 1)
+        head = heads[i] if heads is not None else head_mask(it.pixels, crop_threshold)
+        rows.append((it.label, localisation_scores(heat, it.mask, head)))
+    return summarise(method, rows)
+
+
 def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
                  target: str = "predicted", batch_size: int = 32) -> dict:
     """Localisation scores of each method's maps (original geometry) on images with masks.
@@ -132,7 +160,8 @@ def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[
     """
     items = [it for it in items if it.mask is not None]
     images = np.stack([it.pre.image for it in items]) if items else None
-    heads = [head_mask(it.pixels, explainer.preprocess.crop_threshold) for it in items]
+    threshold = explainer.preprocess.crop_threshold
+    heads = [head_mask(it.pixels, threshold) for it in items]  # once for all methods
     targets = [it.label for it in items] if target == "label" else None
     out = []
     predictions = None
@@ -141,11 +170,7 @@ def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[
             break
         batch = explainer.explain_batch(images, method, targets, batch_size=batch_size)
         predictions = batch.predictions
-        rows = []
-        for i, it in enumerate(items):
-            heat = np.clip(map_to_original(batch.maps[i], it.pre.crop), 0, 1)
-            rows.append((it.label, localisation_scores(heat, it.mask, heads[i])))
-        out.append(summarise(batch.method, rows).to_dict())
+        out.append(score_maps(batch.method, items, batch.maps, threshold, heads).to_dict())
     acc = _accuracy(explainer, predictions, [it.label for it in items]) if items else None
     return {"n_images": len(items), "target": target, "accuracy_on_these": acc,
             "geometry": "original image (map_to_original)", "methods": out}
@@ -240,14 +265,13 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                 explainer, items, methods, steps, seed, progress=lambda m: log(f"  done: {m}"))
     if masks is not None:
         masks = Path(masks)
-        candidates = pool
         if exclude:
-            candidates = [s for s in pool if os.path.realpath(s.path) not in exclude]
+            left_out = sum(os.path.realpath(s.path) in exclude for s in pool)
             report["notes"].append(
                 f"localisation used only {split} images the model did not train on "
-                f"({len(pool) - len(candidates)} trained-on images left out, rebuilt from the "
-                "split its card records)")
-        with_mask = [s for s in candidates if mask_path(masks, index.root, s.path).is_file()]
+                f"({left_out} trained-on images left out, rebuilt from the split its card "
+                "records)")
+        with_mask = with_masks(pool, masks, index.root, exclude)
         if not with_mask:
             report["notes"].append(
                 f"no mask under {masks} for any {split} image; the public tumour masks cover "
