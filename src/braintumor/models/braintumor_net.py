@@ -46,7 +46,7 @@ class BrainTumorNet(nn.Module):
         # then runs on a quarter of the pixels. At 192 px the stem's 96x96 maps are the most
         # memory-bound part of a training step on a CPU. Parameter names are unchanged. Only
         # guided backpropagation, which rewrites ReLU gradients, sees the difference: it now
-        # clamps each pooled cell's gradient rather than their sums (maps move ~0.5 % in L2).
+        # clamps each pooled cell's gradient rather than their sums (its maps move slightly).
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False),
             nn.BatchNorm2d(widths[0]),

@@ -58,8 +58,6 @@ class Classifier(L.LightningModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
         images, labels, *mask = batch  # training batches may carry (masks, has_mask)
         x = images.float().div_(255.0).unsqueeze(1)
-        if self.cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         masks = mask[0].float().div_(255.0).unsqueeze(1) if mask else None
         if self.trainer is not None and self.trainer.training:
             # Lightning does not checkpoint RNG states (and a resumed run draws from the RNG
@@ -70,8 +68,8 @@ class Classifier(L.LightningModule):
                               + self.global_rank)
             self.augment.train()
             x, masks = self.augment.with_mask(x, masks)
-            if self.cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        if self.cfg.channels_last:  # once, on what the model will see
+            x = x.contiguous(memory_format=torch.channels_last)
         if masks is not None:
             return x, labels, masks, mask[1]
         return x, labels
