@@ -17,8 +17,9 @@ step "cache speed";            $PY benchmarks/cache_speed.py --data "$DATA"
 step "accuracy (bundled vs baseline)"
 bundles=(src/braintumor/weights); [ -d "$BASELINE" ] && bundles+=("$BASELINE")
 $PY benchmarks/accuracy.py --data "$DATA" "${bundles[@]}"
-step "training throughput";    $PY benchmarks/train_throughput.py --data "$DATA"
+step "training throughput";    $PY benchmarks/train_throughput.py --data "$DATA" --rounds 5
 step "training-step variants"; $PY benchmarks/step_variants.py
+step "augmentation speed";     $PY benchmarks/augment_speed.py
 step "evaluate speed";         $PY benchmarks/evaluate_speed.py --data "$DATA"
 step "prediction latency";     $PY benchmarks/predict_latency.py --data "$DATA"
 step "explanation speed";      OMP_NUM_THREADS=1 $PY benchmarks/explain_speed.py --data "$DATA"

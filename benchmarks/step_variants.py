@@ -5,8 +5,8 @@ measured here, so timing one variant after another compares spells, not variants
 every variant's model takes one step in turn, over and over; each turn pairs them seconds
 apart, and the figure is the median over turns of (baseline step time / variant step time).
 
-Variants (all: the bundled config's model, batch 64, bf16 autocast, channels-last, the
-same random batch):
+Variants (the bundled config's model, batch 64, the same random batch; bf16 autocast and
+channels-last unless the name says fp32-nchw):
 
 - ``relu-before-pool``: the stem as it was, Conv-BN-ReLU-MaxPool, torch's default AdamW;
 - ``relu-after-pool``: Conv-BN-MaxPool-ReLU (what ``braintumor-net`` now builds; exactly
@@ -15,6 +15,12 @@ same random batch):
   ``braintumor train``: two runs of this script (40 and 80 turns) gave it 1.070 and 1.083
   against the unfused update's 1.078 and 1.071, no gain worth changing the optimiser's
   arithmetic (and the bundle's recipe) for.
+- ``norm-after-pool``: Conv-MaxPool-BN-ReLU (``stem_norm_after_pool=True``, what the bundled
+  config now trains): a different model, whose stem batch norm sees a quarter of the pixels.
+- ``norm-after-pool/fp32-nchw`` against ``relu-after-pool/fp32-nchw``: the same pair in fp32
+  and the default memory format, i.e. as the conventional pipeline of
+  ``train_throughput.py`` runs them, to show how much of the gain is bf16-specific (the
+  memory-bound passes matter most once the convolutions run on bf16 matrix units).
 
     python benchmarks/step_variants.py [--turns 30]
 
@@ -41,15 +47,19 @@ RESULTS = Path(__file__).resolve().parent / "results" / "step_variants.json"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "braintumor-net.yaml"
 
 
-def _variant(cfg, image_size: int, relu_first: bool, fused: bool):
+def _variant(cfg, image_size: int, relu_first: bool, fused: bool, norm_after_pool: bool = False,
+             channels_last: bool = True):
     torch.manual_seed(0)
-    model = create_model(cfg.model, image_size=image_size, **cfg.model_kwargs)
+    kwargs = {**cfg.model_kwargs, "stem_norm_after_pool": norm_after_pool}
+    model = create_model(cfg.model, image_size=image_size, **kwargs)
     if relu_first:  # rebuild the earlier stem order from the same modules
         conv, bn, pool, relu = model.stem
         assert isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
         model.stem = nn.Sequential(conv, bn, relu, pool)
-    model = model.to(memory_format=torch.channels_last).train()
-    return model, torch.optim.AdamW(model.parameters(), 1e-3, fused=fused)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    return model, torch.optim.AdamW(model.parameters(), 1e-3, fused=fused), channels_last
 
 
 def main() -> None:
@@ -59,6 +69,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=30, help="timed steps per variant")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-fp32", dest="fp32", action="store_false",
+                    help="skip the fp32 channels-first pair (the slowest steps)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,33 +78,45 @@ def main() -> None:
     size = cfg.image_size
     variants = {"relu-before-pool": _variant(cfg, size, True, False),
                 "relu-after-pool": _variant(cfg, size, False, False),
-                "relu-after-pool+fused": _variant(cfg, size, False, True)}
-    x = torch.rand(args.batch_size, 1, size, size).contiguous(memory_format=torch.channels_last)
+                "relu-after-pool+fused": _variant(cfg, size, False, True),
+                "norm-after-pool": _variant(cfg, size, False, False, True)}
+    if args.fp32:
+        variants["relu-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, False, False)
+        variants["norm-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, True, False)
+    x = torch.rand(args.batch_size, 1, size, size)
     y = torch.randint(0, 4, (args.batch_size,))
     loss_fn = nn.CrossEntropyLoss()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for turn in range(args.warmup + args.turns):
-        for name, (model, opt) in variants.items():
+        for name, (model, opt, channels_last) in variants.items():
             t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = loss_fn(model(x).float(), y)
+            xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=channels_last):
+                loss = loss_fn(model(xin).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if turn >= args.warmup:
                 times[name].append(time.perf_counter() - t0)
-    base = times["relu-before-pool"]
+
+    def speedup(name: str) -> float:
+        base = times["relu-after-pool/fp32-nchw" if name.endswith("/fp32-nchw")
+                     else "relu-before-pool"]
+        return statistics.median(b / v for b, v in zip(base, times[name], strict=True))
+
     report = {"config": args.config, "image_size": size, "batch_size": args.batch_size,
               "turns": args.turns, "torch_threads": args.threads, "cpu": cpu_model(),
               "torch": torch.__version__, "variants": {}}
     for name, t in times.items():
-        speedup = statistics.median(b / v for b, v in zip(base, t, strict=True))
+        gain = speedup(name)
+        against = "relu_after_pool_fp32_nchw" if name.endswith("/fp32-nchw") else \
+            "relu_before_pool"
         report["variants"][name] = {
             "median_step_ms": round(1000 * statistics.median(t), 1),
             "images_per_second": round(args.batch_size / statistics.median(t), 1),
-            "paired_speedup_vs_relu_before_pool": round(speedup, 3)}
-        print(f"{name:24s} {1000 * statistics.median(t):7.1f} ms/step  paired speed-up "
-              f"{speedup:.3f}")
+            f"paired_speedup_vs_{against}": round(gain, 3)}
+        print(f"{name:26s} {1000 * statistics.median(t):7.1f} ms/step  paired speed-up "
+              f"{gain:.3f} (vs {against})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")

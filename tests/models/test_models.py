@@ -98,3 +98,23 @@ def test_stem_relu_after_max_pool_is_exactly_relu_before_it():
         outs.append((out.detach(), {k: p.grad for k, p in m.named_parameters()}))
     assert torch.equal(outs[0][0], outs[1][0])
     assert all(torch.equal(outs[0][1][k], outs[1][1][k]) for k in outs[0][1])
+
+
+def test_stem_norm_after_pool_normalises_the_pooled_map():
+    """The faster stem order is its own model: conv, max-pool, then batch norm over the
+    pooled cells (a quarter of the pixels); same parameters, under names that tell it apart."""
+    torch.manual_seed(0)
+    model = create_model("braintumor-net", stem_norm_after_pool=True).train()
+    conv, pool, bn, relu = model.stem
+    assert isinstance(pool, nn.MaxPool2d) and isinstance(bn, nn.BatchNorm2d)
+    x = torch.rand(4, 1, 64, 64)
+    model(x)
+    with torch.no_grad():
+        pooled = pool(conv((x - 0.5) / 0.25))
+    assert pooled.shape[-1] == 16  # the conv's 32x32 output, pooled
+    # one training forward from zero running stats with momentum 0.1
+    assert torch.allclose(bn.running_mean, 0.1 * pooled.mean((0, 2, 3)), atol=1e-6)
+    default = create_model("braintumor-net")
+    assert {k: v.shape for k, v in default.named_parameters()}.keys() != \
+        {k: v.shape for k, v in model.named_parameters()}.keys()
+    assert model_info(model, 64).parameters == model_info(default, 64).parameters

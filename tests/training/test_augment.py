@@ -78,3 +78,66 @@ def test_with_and_without_masks_the_images_are_augmented_identically():
     torch.manual_seed(1)
     y, _ = aug.with_mask(x, (x > 0).float())
     assert torch.allclose(plain, y, atol=1e-6)
+
+
+def _only(**kw) -> AugmentConfig:
+    base = dict(rotation_degrees=0, hflip=0.0, vflip=0.0, zoom=(1.0, 1.0), translate=0.0,
+                brightness=0.0, contrast=0.0)
+    return AugmentConfig(**{**base, **kw})
+
+
+def test_flips_folded_into_the_warp_flip():
+    """With a warp active, flips are part of the one affine resampling: a near-zero rotation
+    plus a certain flip must give the flipped image (both axes)."""
+    torch.manual_seed(0)
+    x = _batch()
+    for dim, flip in ((-1, dict(hflip=1.0)), (-2, dict(vflip=1.0))):
+        aug = BatchAugment(_only(rotation_degrees=1e-6, **flip)).train()
+        assert aug.warps
+        assert torch.allclose(aug(x), x.flip(dim), atol=1e-4)
+
+
+def test_zoom_magnifies_about_the_centre():
+    """Scale 2 reads the output's pixel q from the input's q/2: a centred square of half the
+    side fills the image (kornia's convention: > 1 zooms in)."""
+    torch.manual_seed(0)
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., 12:20, 12:20] = 1.0  # 8 px square in the centre
+    y = BatchAugment(_only(zoom=(2.0, 2.0))).train()(x)
+    assert float(y[..., 10:22, 10:22].min()) == 1.0  # the 16 px centre is inside the square
+    assert float(y[..., :6, :].max()) == 0.0  # the outer ring stays background
+
+
+def test_rotation_turns_non_square_images_without_shear():
+    """On a wide image the warp is still a rotation once expressed in pixels."""
+    torch.manual_seed(0)
+    aug = BatchAugment(_only(rotation_degrees=90)).train()
+    theta = aug._inverse_affine(1, torch.tensor([False]), torch.tensor([False]), 32, 64)
+    # whatever the angle drawn, the linear part is a rotation in pixel units
+    lin = theta[0, :, :2] * torch.tensor([[1.0, 2.0], [0.5, 1.0]])  # in pixel units
+    assert torch.allclose(lin @ lin.T, torch.eye(2), atol=1e-5)
+
+
+def test_intensity_matches_kornia_semantics():
+    """Brightness adds (factor - 1), contrast multiplies by factor, each clamped, as
+    kornia's adjust_brightness / adjust_contrast do (the published recipe's meaning)."""
+    from kornia.enhance import adjust_brightness, adjust_contrast
+
+    x = _batch()
+    torch.manual_seed(3)
+    y = BatchAugment(_only(brightness=0.4, contrast=0.4)).train()(x)
+    torch.manual_seed(3)
+    torch.rand(8), torch.rand(8)  # the flip draws
+    b = torch.rand(8, dtype=torch.float64) * 0.8 - 0.4
+    k = torch.rand(8, dtype=torch.float64) * 0.8 + 0.6
+    want = adjust_contrast(adjust_brightness(x, b.float()), k.float())
+    assert torch.allclose(y, want, atol=1e-6)
+
+
+def test_the_callers_batch_is_never_written():
+    x = _batch()
+    before = x.clone()
+    torch.manual_seed(0)
+    for cfg in (_only(brightness=0.3), _only(contrast=0.3), AugmentConfig()):
+        BatchAugment(cfg).train()(x)
+        assert torch.equal(x, before)

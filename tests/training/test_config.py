@@ -52,10 +52,13 @@ def test_shipped_configs_load():
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml"):
         cfg = load_config(root / name)
         assert cfg.model in name
-    # The masks config differs from the bundled one only in its mask settings; the masks
-    # folder itself comes from the command line, like the data.
+    # The masks config differs from the bundled one only in its mask settings and in the stem
+    # (it records an experiment run on the previous bundled config, whose stem normalised
+    # before pooling); the masks folder itself comes from the command line, like the data.
     bundled = load_config(root / "braintumor-net.yaml").to_dict()
     masks = load_config(root / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
+    assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
+    assert "stem_norm_after_pool" not in masks["model_kwargs"]
     changed = {k for k in bundled if bundled[k] != masks[k]}
     assert changed == {"masks", "mask_loss_weight", "mask_empty_classes"} - (
         {"mask_loss_weight"} if bundled["mask_loss_weight"] == masks["mask_loss_weight"] else set())

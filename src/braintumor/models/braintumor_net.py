@@ -39,7 +39,7 @@ class BrainTumorNet(nn.Module):
     def __init__(self, num_classes: int = 4, in_channels: int = 1,
                  widths: tuple[int, ...] = (32, 64, 128, 256),
                  depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2,
-                 tumour_pooling: bool = False):
+                 tumour_pooling: bool = False, stem_norm_after_pool: bool = False):
         super().__init__()
         # ReLU after the max-pool, not before: the two commute exactly (ReLU is monotonic, so
         # max(relu(a), relu(b)) == relu(max(a, b)), values and gradients alike), and the ReLU
@@ -47,12 +47,19 @@ class BrainTumorNet(nn.Module):
         # memory-bound part of a training step on a CPU. Parameter names are unchanged. Only
         # guided backpropagation, which rewrites ReLU gradients, sees the difference: it now
         # clamps each pooled cell's gradient rather than their sums (its maps move slightly).
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.MaxPool2d(3, 2, 1),
-            nn.ReLU(inplace=True),
-        )
+        #
+        # stem_norm_after_pool: batch-normalise the pooled map rather than the conv's output.
+        # Not equivalent (the statistics come from the pooled cells, and a negative BN scale
+        # does not commute with max), so it is a different model, trained as such; but the
+        # batch norm, forward and backward, then touches a quarter of the pixels: about 9 %
+        # off a training step on a 2-core CPU (benchmarks/step_variants.py), where these
+        # memory-bound passes over the 96x96 map are among the largest costs after the
+        # convolutions. Off by default so that checkpoints of the first stem keep loading;
+        # the bundled config turns it on.
+        conv = nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False)
+        norm, pool = nn.BatchNorm2d(widths[0]), nn.MaxPool2d(3, 2, 1)
+        self.stem = nn.Sequential(conv, *((pool, norm) if stem_norm_after_pool else (norm, pool)),
+                                  nn.ReLU(inplace=True))
         stages = []
         cin = widths[0]
         for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
