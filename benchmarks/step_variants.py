@@ -99,24 +99,22 @@ def main() -> None:
             if turn >= args.warmup:
                 times[name].append(time.perf_counter() - t0)
 
-    def speedup(name: str) -> float:
-        base = times["relu-after-pool/fp32-nchw" if name.endswith("/fp32-nchw")
-                     else "relu-before-pool"]
-        return statistics.median(b / v for b, v in zip(base, times[name], strict=True))
+    def baseline(name: str) -> str:  # each variant is paired with the stem it replaces
+        return "relu-after-pool/fp32-nchw" if name.endswith("/fp32-nchw") else "relu-before-pool"
 
     report = {"config": args.config, "image_size": size, "batch_size": args.batch_size,
               "turns": args.turns, "torch_threads": args.threads, "cpu": cpu_model(),
               "torch": torch.__version__, "variants": {}}
     for name, t in times.items():
-        gain = speedup(name)
-        against = "relu_after_pool_fp32_nchw" if name.endswith("/fp32-nchw") else \
-            "relu_before_pool"
+        base = baseline(name)
+        gain = statistics.median(b / v for b, v in zip(times[base], t, strict=True))
+        against = base.replace("-", "_").replace("/", "_")
         report["variants"][name] = {
             "median_step_ms": round(1000 * statistics.median(t), 1),
             "images_per_second": round(args.batch_size / statistics.median(t), 1),
             f"paired_speedup_vs_{against}": round(gain, 3)}
         print(f"{name:26s} {1000 * statistics.median(t):7.1f} ms/step  paired speed-up "
-              f"{gain:.3f} (vs {against})")
+              f"{gain:.3f} (vs {base})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
