@@ -17,7 +17,7 @@ step "cache speed";            $PY benchmarks/cache_speed.py --data "$DATA"
 step "accuracy (bundled vs baseline)"
 bundles=(src/braintumor/weights); [ -d "$BASELINE" ] && bundles+=("$BASELINE")
 $PY benchmarks/accuracy.py --data "$DATA" "${bundles[@]}"
-step "training throughput";    $PY benchmarks/train_throughput.py --data "$DATA" --rounds 5
+step "training throughput";    $PY benchmarks/train_throughput.py --data "$DATA"
 step "training-step variants"; $PY benchmarks/step_variants.py
 step "augmentation speed";     $PY benchmarks/augment_speed.py
 step "evaluate speed";         $PY benchmarks/evaluate_speed.py --data "$DATA"

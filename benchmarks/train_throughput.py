@@ -18,17 +18,19 @@ the model differs:
 "ours-fp32" isolates the data pipeline from the precision choice; "ours-channels-first"
 (when the config asks for channels_last) shows what the memory format alone gives.
 
-Every pipeline is timed in a process of its own, started afresh for each round, as each
-would run alone: no pipeline inherits another's heap or thread pools, and the conventional
-pipeline's DataLoader workers cannot prefetch while another pipeline is being timed.
+Every pipeline runs in a long-lived process of its own (no pipeline shares another's heap or
+thread pools), set up once; the script then asks each in turn for a short chunk of timed steps
+(``--steps`` after ``--warmup`` untimed ones), round after round, with the order reversed
+every other round, while the others wait idle. The conventional pipeline's DataLoader workers
+start and stop with each of its chunks, so none decodes ahead while another pipeline is
+timed (their start-up falls in the untimed steps).
 
     python benchmarks/train_throughput.py --data ../shared/datasets/brain-tumor-mri
 
-Results go to benchmarks/results/train_throughput.json. On a shared machine the figures are
-noisy, so the script times every pipeline once per round, in turn (the order reversed every
-other round, so that a drifting machine favours no pipeline), for ``--rounds`` rounds, and
-reports the median over rounds of each round's median step time; the speed-up is the median
-of the per-round speed-ups (each pairs pipelines timed a minute or two apart).
+Results go to benchmarks/results/train_throughput.json. This machine's speed drifts by tens
+of per cent within minutes, so the pipelines of one round are timed seconds apart rather
+than minutes: the figure of each pipeline is the median over rounds of its chunks' median
+step times, and the speed-up is the median of the per-round speed-ups.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,32 +92,36 @@ class ConventionalDataset(Dataset):
         return torch.from_numpy(arr.copy()).unsqueeze(0), self.labels[i]
 
 
-def _train_steps(model, batches, steps: int, bf16: bool, augment=None,
-                 channels_last: bool = False) -> list[float]:
-    """Per-step wall times (data fetch + augmentation + forward + backward + step)."""
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    model.train()
-    times = []
-    it = iter(batches)
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        x, y = next(it)
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0).unsqueeze(1)
-        if augment is not None:
-            x = augment(x)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    return times
+class _Stepper:
+    """One pipeline's model and optimiser, kept across chunks of timed steps."""
+
+    def __init__(self, model, bf16: bool, augment=None, channels_last: bool = False):
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.opt = torch.optim.AdamW(self.model.parameters(), 1e-3)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.bf16, self.augment, self.channels_last = bf16, augment, channels_last
+        self.model.train()
+
+    def steps(self, batches, n: int) -> list[float]:
+        """Per-step wall times (data fetch + augmentation + forward + backward + step)."""
+        times = []
+        it = iter(batches)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            x, y = next(it)
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255.0).unsqueeze(1)
+            if self.augment is not None:
+                x = self.augment(x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                loss = self.loss_fn(self.model(x).float(), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            times.append(time.perf_counter() - t0)
+        return times
 
 
 def _forever(loader):
@@ -121,32 +129,35 @@ def _forever(loader):
         yield from loader
 
 
-def _time_pipeline(args, train_cfg, name: str) -> dict:
-    """Time one pipeline in this (fresh) process; what a child prints."""
+def _pipeline(args, train_cfg, name: str) -> tuple[Callable[[], float], dict]:
+    """Set one pipeline up in this (child) process: a function that times one chunk (its
+    median step time over ``--steps`` steps after ``--warmup`` untimed ones), and the
+    pipeline's settings."""
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     index = discover(args.data)
     train = index.split("train")
     classes = list(index.classes)
-
-    def model():
-        torch.manual_seed(0)
-        return create_model(train_cfg.model, image_size=args.image_size,
-                            **train_cfg.model_kwargs)
+    torch.manual_seed(0)
+    model = create_model(train_cfg.model, image_size=args.image_size, **train_cfg.model_kwargs)
 
     if name == "conventional":
-        # PIL decode + per-image augmentation in DataLoader workers, fp32.
-        n = args.batch_size * (args.steps + args.warmup)
+        # PIL decode + per-image augmentation in DataLoader workers, fp32. One epoch of a
+        # fixed random subset per chunk, each with workers of its own: they start with the
+        # chunk and exit with it, so none decodes ahead while another pipeline is timed.
+        warm = args.warmup + 2 * args.workers  # also the workers' first prefetched batches
+        n = args.batch_size * (args.steps + warm)
         rng = np.random.default_rng(0)
         pick = rng.choice(len(train), size=min(n, len(train)), replace=False)
         ds = ConventionalDataset([str(train[i].path) for i in pick],
                                  [classes.index(train[i].label) for i in pick], args.image_size)
         loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            num_workers=args.workers, persistent_workers=args.workers > 0)
-        warm = args.warmup + 2 * args.workers  # the workers' first prefetched batches
-        times = _train_steps(model(), _forever(loader), args.steps + warm, False)
-        return {"step_s": statistics.median(times[warm:]), "precision": "32-true",
-                "channels_last": False}
+                            num_workers=args.workers)
+        stepper = _Stepper(model, bf16=False)
+
+        def chunk() -> float:
+            return statistics.median(stepper.steps(loader, args.steps + warm)[warm:])
+
+        return chunk, {"precision": "32-true", "channels_last": False}
     # Ours: uint8 rows from the cache, batch augmentation, as the trainer runs.
     precision, channels_last = OURS[name]
     bf16 = (args.precision if precision == "auto" else precision) == "bf16-mixed"
@@ -154,21 +165,56 @@ def _time_pipeline(args, train_cfg, name: str) -> dict:
     cached = build_cache(train, PreprocessConfig(image_size=args.image_size))
     images = torch.from_numpy(np.array(cached.images))
     targets = torch.from_numpy(cached.label_indices(classes))
-    loader = DataLoader(torch.utils.data.TensorDataset(images, targets),
-                        batch_size=args.batch_size, shuffle=True, drop_last=True)
+    batches = _forever(DataLoader(torch.utils.data.TensorDataset(images, targets),
+                                  batch_size=args.batch_size, shuffle=True, drop_last=True))
     augment = BatchAugment(AugmentConfig()).train()  # the published recipe: see the docstring
-    times = _train_steps(model(), _forever(loader), args.steps + args.warmup, bf16, augment,
-                         channels_last=channels_last)
-    return {"step_s": statistics.median(times[args.warmup:]),
-            "precision": "bf16-mixed" if bf16 else "32-true", "channels_last": channels_last}
+    stepper = _Stepper(model, bf16, augment, channels_last=channels_last)
+
+    def chunk() -> float:
+        return statistics.median(stepper.steps(batches, args.steps + args.warmup)[args.warmup:])
+
+    return chunk, {"precision": "bf16-mixed" if bf16 else "32-true",
+                   "channels_last": channels_last}
 
 
-def _run_child(argv: list[str], name: str) -> dict:
-    cmd = [sys.executable, __file__, *argv, "--child", name]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"timing {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _serve_child(args, train_cfg, name: str) -> None:
+    """Child process: set the pipeline up, then time one chunk per ``run`` line on stdin,
+    answering each with a JSON line; exit at end of input."""
+    chunk, settings = _pipeline(args, train_cfg, name)
+    print(json.dumps(settings), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "run":
+            print(json.dumps({"step_s": chunk()}), flush=True)
+
+
+class _Child:
+    """A pipeline's long-lived process, driven one chunk at a time over its pipes."""
+
+    def __init__(self, argv: list[str], name: str):
+        self.name = name
+        self.stderr = tempfile.TemporaryFile("w+")  # a pipe nobody reads could fill and block
+        self.proc = subprocess.Popen([sys.executable, __file__, *argv, "--child", name],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True)
+        self.settings = self._answer()
+
+    def _answer(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.kill()
+            self.stderr.seek(0)
+            raise SystemExit(f"timing {self.name} failed:\n{self.stderr.read()[-3000:]}")
+        return json.loads(line)
+
+    def chunk(self) -> float:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return self._answer()["step_s"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+        self.stderr.close()
 
 
 def main() -> None:
@@ -180,10 +226,10 @@ def main() -> None:
                     help="training config whose model (and model_kwargs) both pipelines train")
     ap.add_argument("--image-size", type=int, help="default: the config's image_size")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=25, help="timed steps per pipeline")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per chunk")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="rounds of timing every pipeline in turn (medians over rounds)")
+    ap.add_argument("--rounds", type=int, default=8,
+                    help="rounds of one chunk per pipeline, in turn (medians over rounds)")
     # Default: every core for both, as each pipeline would run alone on this machine (the
     # conventional one's DataLoader workers then compete with its compute threads, as they
     # do in the notebooks; ours has no decoding left to compete).
@@ -197,7 +243,7 @@ def main() -> None:
     train_cfg = load_config(args.config)
     args.image_size = args.image_size or train_cfg.image_size
     if args.child:
-        print(json.dumps(_time_pipeline(args, train_cfg, args.child)))
+        _serve_child(args, train_cfg, args.child)
         return
     torch.set_num_threads(args.threads)
 
@@ -219,21 +265,24 @@ def main() -> None:
                   str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
                   "--workers", str(args.workers), "--precision", precision]
 
+    children = {name: _Child(child_argv, name) for name in names}  # set up side by side
     per_round: dict[str, list[float]] = {name: [] for name in names}
-    settings: dict[str, dict] = {}
-    for r in range(args.rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            res = _run_child(child_argv, name)
-            per_round[name].append(res.pop("step_s"))
-            settings[name] = res
-            print(f"round {r + 1}: {name:24s} {args.batch_size / per_round[name][-1]:7.1f} "
-                  "img/s", flush=True)
+    try:
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                per_round[name].append(children[name].chunk())
+                print(f"round {r + 1}: {name:24s} {args.batch_size / per_round[name][-1]:7.1f} "
+                      "img/s", flush=True)
+    finally:
+        for child in children.values():
+            child.close()
+    settings = {name: child.settings for name, child in children.items()}
     results = {}
     for name in names:
         results[name] = {**settings[name], "median_step_s": statistics.median(per_round[name])}
     results["conventional"]["dataloader_workers"] = args.workers
 
-    # The headline speed-up pairs pipelines timed minutes apart in the same round.
+    # The headline speed-up pairs pipelines timed seconds apart in the same round.
     def paired(a: str, b: str = "conventional") -> list[float]:
         return [round(c / o, 2) for o, c in zip(per_round[a], per_round[b], strict=True)]
 
@@ -250,7 +299,8 @@ def main() -> None:
     report = {
         "model": train_cfg.model, "model_kwargs": train_cfg.model_kwargs,
         "config": args.config, "image_size": args.image_size, "batch_size": args.batch_size,
-        "channels_last": train_cfg.channels_last, "timed_steps": args.steps,
+        "channels_last": train_cfg.channels_last, "timed_steps_per_chunk": args.steps,
+        "method": "interleaved chunks, one long-lived process per pipeline",
         "torch_threads": args.threads,
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "precision_probe": probe,
