@@ -48,7 +48,9 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run directory")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"],
+                   help="default adamw; sgd uses Nesterov momentum 0.9")
+    p.add_argument("--lr", type=float, help="peak learning rate of the schedule")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--image-size", type=int)
     p.add_argument("--seed", type=int)

@@ -21,6 +21,15 @@ def test_yaml_config_with_cli_overrides(tmp_path):
     assert load_config(out) == cfg  # a run's config.yaml repeats the run
 
 
+def test_optimizer_flag_overrides_the_config(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optimizer: adam\n")
+    args = build_parser().parse_args(["train", "--config", str(f), "--optimizer", "sgd"])
+    assert load_config(args.config, overrides_from_args(args)).optimizer == "sgd"
+    assert load_config(f, overrides_from_args(build_parser().parse_args(
+        ["train"]))).optimizer == "adam"  # no flag: the file's choice stands
+
+
 def test_toml_config(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('model = "paper-cnn"\nepochs = 2\n[augment]\nenabled = false\n')
@@ -33,6 +42,7 @@ def test_toml_config(tmp_path):
     ("augment:\n  rotate: 3\n", "unknown augment option"),
     ("epochs: 0\n", "epochs must be"),
     ("ema_decay: 1.5\n", "ema_decay must be"),
+    ("optimizer: rmsprop\n", "optimizer must be one of adam, adamw, sgd"),
     ("mask_loss_weight: -1\n", "mask_loss_weight must be"),
     ("masks: m\naugment:\n  mixup_alpha: 0.2\n", "cannot be combined with MixUp/CutMix"),
     ("- 1\n- 2\n", "mapping"),

@@ -52,6 +52,20 @@ def test_run_writes_everything_and_lowers_the_loss(tiny_data, tiny_config, tmp_p
     assert json.loads((run / "summary.json").read_text())["metrics"] == card["metrics"]
 
 
+def test_sgd_run_lowers_the_loss_with_nesterov_momentum(tiny_data, tiny_config, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=5, optimizer="sgd", lr=0.05,
+                      augment=AugmentConfig(enabled=False))
+    train(cfg)
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=True)
+    (opt,) = ckpt["optimizer_states"]
+    assert all(g["nesterov"] and g["momentum"] > 0 for g in opt["param_groups"])
+    assert any("momentum_buffer" in st for st in opt["state"].values())
+
+
 def test_run_with_tumour_masks_learns_them_and_ships_the_plain_classifier(
         tiny_data, tiny_config, tmp_path):
     masks = write_masks(tiny_data, tmp_path / "masks", size=48)

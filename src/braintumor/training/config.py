@@ -38,6 +38,9 @@ class AugmentConfig:
     mix_prob: float = 1.0  # fraction of batches mixed when an alpha is > 0
 
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
 @dataclass
 class TrainConfig:
     data: str | None = None
@@ -47,7 +50,7 @@ class TrainConfig:
     image_size: int = 128
     epochs: int = 20
     batch_size: int = 64
-    optimizer: str = "adamw"  # adam | adamw
+    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum 0.9)
     lr: float = 3e-3  # peak learning rate of the schedule
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # onecycle | cosine | constant
@@ -163,8 +166,8 @@ def validate(cfg: TrainConfig) -> None:
                         "would need mixed masks; set augment.mixup_alpha and cutmix_alpha to 0")
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
         problems.append("ema_decay must be between 0 and 1 (or null to disable)")
-    if cfg.optimizer not in {"adam", "adamw"}:
-        problems.append("optimizer must be adam or adamw")
+    if cfg.optimizer not in OPTIMIZERS:
+        problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
     if cfg.schedule not in {"onecycle", "cosine", "constant"}:
         problems.append("schedule must be onecycle, cosine or constant")
     if cfg.monitor not in {"val_loss", "val_acc", "val_f1"}:
@@ -191,7 +194,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 def overrides_from_args(args) -> dict[str, Any]:
     """The CLI flags of ``braintumor train`` that were given, as config fields."""
-    names = ["data", "model", "out", "epochs", "batch_size", "lr", "weight_decay", "image_size",
+    names = ["data", "model", "out", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+             "image_size",
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
              "masks", "mask_loss_weight",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",

@@ -107,8 +107,13 @@ class Classifier(L.LightningModule):
             (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        opt = opt_cls(groups, lr=cfg.lr)
+        if cfg.optimizer == "sgd":
+            # Coupled L2 decay, as SGD recipes for CNNs trained from scratch use it; OneCycle
+            # then cycles the momentum (0.95 -> 0.85 -> 0.95) as it cycles Adam's beta1.
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+        else:
+            opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+            opt = opt_cls(groups, lr=cfg.lr)
         if cfg.schedule == "constant":
             return opt
         total = int(self.trainer.estimated_stepping_batches)
