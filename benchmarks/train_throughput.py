@@ -265,9 +265,11 @@ def main() -> None:
                   str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
                   "--workers", str(args.workers), "--precision", precision]
 
-    children = {name: _Child(child_argv, name) for name in names}  # set up side by side
+    children: dict[str, _Child] = {}
     per_round: dict[str, list[float]] = {name: [] for name in names}
     try:
+        for name in names:  # set up one after another, then all kept alive
+            children[name] = _Child(child_argv, name)
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
                 per_round[name].append(children[name].chunk())

@@ -48,8 +48,10 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run directory")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"],
-                   help="default adamw; sgd uses Nesterov momentum 0.9")
+    # No argparse choices: the config's validation holds the one list of optimizers (and
+    # importing it here would slow every command's start).
+    p.add_argument("--optimizer", help="adamw (default), adam, or sgd (Nesterov momentum; "
+                                       "OneCycle cycles it between 0.95 and 0.85)")
     p.add_argument("--lr", type=float, help="peak learning rate of the schedule")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--image-size", type=int)

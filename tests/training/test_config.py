@@ -28,6 +28,9 @@ def test_optimizer_flag_overrides_the_config(tmp_path):
     assert load_config(args.config, overrides_from_args(args)).optimizer == "sgd"
     assert load_config(f, overrides_from_args(build_parser().parse_args(
         ["train"]))).optimizer == "adam"  # no flag: the file's choice stands
+    args = build_parser().parse_args(["train", "--optimizer", "rmsprop"])
+    with pytest.raises(ConfigError, match="optimizer must be one of adam, adamw, sgd"):
+        load_config(None, overrides_from_args(args))  # the flag is checked like the file
 
 
 def test_toml_config(tmp_path):

@@ -50,7 +50,7 @@ class TrainConfig:
     image_size: int = 128
     epochs: int = 20
     batch_size: int = 64
-    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum 0.9)
+    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum; see configure_optimizers)
     lr: float = 3e-3  # peak learning rate of the schedule
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # onecycle | cosine | constant
