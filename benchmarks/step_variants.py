@@ -21,6 +21,9 @@ channels-last unless the name says fp32-nchw):
   and the default memory format, i.e. as the conventional pipeline of
   ``train_throughput.py`` runs them, to show how much of the gain is bf16-specific (the
   memory-bound passes matter most once the convolutions run on bf16 matrix units).
+- ``space-to-depth`` (and its ``/fp32-nchw`` twin): the stem as ``PixelUnshuffle(4)`` and a
+  3x3 conv (``stem="space-to-depth"``, one 12x12 conv with stride 4), no map finer than a
+  quarter of the image; a different model again.
 
     python benchmarks/step_variants.py [--turns 30]
 
@@ -48,9 +51,10 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "braintumor-net.yaml"
 
 
 def _variant(cfg, image_size: int, relu_first: bool, fused: bool, norm_after_pool: bool = False,
-             channels_last: bool = True):
+             channels_last: bool = True, stem: str = "conv-pool"):
     torch.manual_seed(0)
-    kwargs = {**cfg.model_kwargs, "stem_norm_after_pool": norm_after_pool}
+    kwargs = {**cfg.model_kwargs, "stem": stem,
+              "stem_norm_after_pool": norm_after_pool and stem == "conv-pool"}
     model = create_model(cfg.model, image_size=image_size, **kwargs)
     if relu_first:  # rebuild the earlier stem order from the same modules
         conv, bn, pool, relu = model.stem
@@ -79,10 +83,13 @@ def main() -> None:
     variants = {"relu-before-pool": _variant(cfg, size, True, False),
                 "relu-after-pool": _variant(cfg, size, False, False),
                 "relu-after-pool+fused": _variant(cfg, size, False, True),
-                "norm-after-pool": _variant(cfg, size, False, False, True)}
+                "norm-after-pool": _variant(cfg, size, False, False, True),
+                "space-to-depth": _variant(cfg, size, False, False, stem="space-to-depth")}
     if args.fp32:
         variants["relu-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, False, False)
         variants["norm-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, True, False)
+        variants["space-to-depth/fp32-nchw"] = _variant(cfg, size, False, False, False, False,
+                                                        "space-to-depth")
     x = torch.rand(args.batch_size, 1, size, size)
     y = torch.randint(0, 4, (args.batch_size,))
     loss_fn = nn.CrossEntropyLoss()

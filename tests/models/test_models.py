@@ -118,3 +118,44 @@ def test_stem_norm_after_pool_normalises_the_pooled_map():
     assert "stem.1.weight" in dict(default.named_parameters())  # BN second in the default
     assert "stem.2.weight" in dict(model.named_parameters())  # BN third after the pool
     assert model_info(model, 64).parameters == model_info(default, 64).parameters
+
+
+def test_space_to_depth_stem_is_one_12x12_conv_with_stride_4():
+    """PixelUnshuffle(4) then a 3x3 conv equals a 12x12 conv with stride 4 and padding 4
+    whose kernel is the 3x3 kernel's 16 channels laid back onto their 4x4 pixel blocks: the
+    stem sees a 12-pixel window and never builds a map finer than a quarter of the image."""
+    torch.manual_seed(0)
+    model = create_model("braintumor-net", stem="space-to-depth").eval()
+    unshuffle, conv, bn, relu = model.stem
+    assert isinstance(unshuffle, nn.PixelUnshuffle) and conv.in_channels == 16
+    x = torch.rand(2, 1, 64, 64)
+    w = conv.weight  # (32, 16, 3, 3); channel c of a cell is pixel (c // 4, c % 4) of its block
+    big = w.reshape(32, 1, 4, 4, 3, 3).permute(0, 1, 4, 2, 5, 3).reshape(32, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(conv(unshuffle(x)), nn.functional.conv2d(x, big, stride=4,
+                                                                       padding=4), atol=1e-5)
+        assert model.stem(x).shape == (2, 32, 16, 16)
+        assert model(x).shape == (2, 4)
+    info = model_info(model, 64)  # the model says its input has 1 channel, not the conv's 16
+    assert info.parameters == sum(p.numel() for p in model.parameters())
+
+
+def test_stem_options_are_checked():
+    with pytest.raises(ValueError, match="stem must be one of conv-pool, space-to-depth"):
+        create_model("braintumor-net", stem="patchify")
+    with pytest.raises(ValueError, match="conv-pool stem only"):
+        create_model("braintumor-net", stem="space-to-depth", stem_norm_after_pool=True)
+    with pytest.raises(ValueError, match="image size 190 is not a multiple of 4"):
+        create_model("braintumor-net", stem="space-to-depth", image_size=190)
+    with pytest.raises(ValueError, match="space-to-depth stem only"):
+        create_model("braintumor-net", stem_depth=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        create_model("braintumor-net", stem="space-to-depth", stem_depth=0)
+
+
+def test_space_to_depth_stem_depth_adds_convs_at_a_quarter_of_the_image():
+    model = create_model("braintumor-net", stem="space-to-depth", stem_depth=2).eval()
+    convs = [m for m in model.stem if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(16, 32), (32, 32)]
+    with torch.no_grad():
+        assert model.stem(torch.rand(2, 1, 32, 32)).shape == (2, 32, 8, 8)

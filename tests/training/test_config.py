@@ -62,7 +62,8 @@ def test_shipped_configs_load():
 
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
-                 "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml"):
+                 "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
+                 "braintumor-net-space-to-depth.yaml"):
         cfg = load_config(root / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -76,6 +77,17 @@ def test_shipped_configs_load():
     assert changed == {"masks", "mask_loss_weight", "mask_empty_classes"} - (
         {"mask_loss_weight"} if bundled["mask_loss_weight"] == masks["mask_loss_weight"] else set())
     assert masks["masks"] == "M" and masks["mask_empty_classes"] == ["notumor"]
+
+
+def test_space_to_depth_config_changes_only_the_stem():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    bundled = load_config(root / "braintumor-net.yaml").to_dict()
+    s2d = load_config(root / "braintumor-net-space-to-depth.yaml").to_dict()
+    assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
+    assert s2d["model_kwargs"].pop("stem") == "space-to-depth"
+    assert bundled == s2d
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():

@@ -1,9 +1,10 @@
 """Our CNN, designed from scratch for accuracy per FLOP on a CPU.
 
-Early downsampling (strided stem + max-pool) puts most layers on small feature maps, where
-a 2-core CPU spends its time well; residual blocks with batch norm train quickly from scratch
-without pretrained weights; global average pooling keeps the head tiny and makes the last
-stage's output a clean, spatially faithful Grad-CAM target (``stages.3``).
+Early downsampling (a stride-4 stem: strided conv + max-pool, or space-to-depth) puts most
+layers on small feature maps, where a 2-core CPU spends its time well; residual blocks with
+batch norm train quickly from scratch without pretrained weights; global average pooling
+keeps the head tiny and makes the last stage's output a clean, spatially faithful Grad-CAM
+target (``stages.3``).
 """
 
 from __future__ import annotations
@@ -33,33 +34,68 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+STEMS = ("conv-pool", "space-to-depth")
+
+
+def _make_stem(kind: str, in_channels: int, width: int, norm_after_pool: bool,
+               depth: int = 1) -> nn.Sequential:
+    """The layers that take the image down to a quarter of its side (stride 4).
+
+    ``space-to-depth``: every 4x4 block of pixels becomes 16 channels of one cell
+    (``PixelUnshuffle``), then a 3x3 conv, batch norm and ReLU at 1/4 resolution: the same
+    as one 12x12 conv with stride 4, with no full- or half-resolution map at all. On a CPU
+    the conv-pool stem's 96x96 maps (at 192 px) are memory-bound passes: its conv output,
+    max-pool and their gradients. Dropping them makes a training step about 1.14x faster in
+    bf16 and 1.3x in fp32 than the bundled conv-pool stem (``benchmarks/step_variants.py``).
+    A different model (no max nonlinearity, a wider but linear receptive field), trained as
+    such; on this data it validated about a point lower (docs/training.md, "Sixth round"),
+    so conv-pool stays the default and the bundled stem.
+    """
+    if kind not in STEMS:
+        raise ValueError(f"stem must be one of {', '.join(STEMS)}, not {kind!r}")
+    if kind == "space-to-depth":
+        if norm_after_pool:
+            raise ValueError("stem_norm_after_pool applies to the conv-pool stem only")
+        if depth < 1:
+            raise ValueError(f"stem_depth must be at least 1, not {depth}")
+        layers: list[nn.Module] = [nn.PixelUnshuffle(4)]
+        for i in range(depth):
+            layers += [nn.Conv2d(in_channels * 16 if i == 0 else width, width, 3, 1, 1,
+                                 bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        return nn.Sequential(*layers)
+    if depth != 1:
+        raise ValueError("stem_depth applies to the space-to-depth stem only")
+    # conv-pool: a 5x5 conv with stride 2, then a 3x3 max-pool with stride 2.
+    # ReLU after the max-pool, not before: the two commute exactly (ReLU is monotonic, so
+    # max(relu(a), relu(b)) == relu(max(a, b)), values and gradients alike), and the ReLU
+    # then runs on a quarter of the pixels. Parameter names are unchanged. Only guided
+    # backpropagation, which rewrites ReLU gradients, sees the difference: it now clamps
+    # each pooled cell's gradient rather than their sums (its maps move slightly).
+    #
+    # norm_after_pool (``stem_norm_after_pool``): batch-normalise the pooled map rather than
+    # the conv's output. Not equivalent (the statistics come from the pooled cells, and a
+    # negative BN scale does not commute with max), so it is a different model, trained as
+    # such; but the batch norm, forward and backward, then touches a quarter of the pixels:
+    # about 9 % off a training step on a 2-core CPU (benchmarks/step_variants.py). Off by
+    # default so that checkpoints of the first stem keep loading.
+    conv = nn.Conv2d(in_channels, width, 5, 2, 2, bias=False)
+    norm, pool = nn.BatchNorm2d(width), nn.MaxPool2d(3, 2, 1)
+    return nn.Sequential(conv, *((pool, norm) if norm_after_pool else (norm, pool)),
+                         nn.ReLU(inplace=True))
+
+
 class BrainTumorNet(nn.Module):
     target_layer = "stages.3"
 
     def __init__(self, num_classes: int = 4, in_channels: int = 1,
                  widths: tuple[int, ...] = (32, 64, 128, 256),
                  depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2,
-                 tumour_pooling: bool = False, stem_norm_after_pool: bool = False):
+                 tumour_pooling: bool = False, stem_norm_after_pool: bool = False,
+                 stem: str = "conv-pool", stem_depth: int = 1):
         super().__init__()
-        # ReLU after the max-pool, not before: the two commute exactly (ReLU is monotonic, so
-        # max(relu(a), relu(b)) == relu(max(a, b)), values and gradients alike), and the ReLU
-        # then runs on a quarter of the pixels. At 192 px the stem's 96x96 maps are the most
-        # memory-bound part of a training step on a CPU. Parameter names are unchanged. Only
-        # guided backpropagation, which rewrites ReLU gradients, sees the difference: it now
-        # clamps each pooled cell's gradient rather than their sums (its maps move slightly).
-        #
-        # stem_norm_after_pool: batch-normalise the pooled map rather than the conv's output.
-        # Not equivalent (the statistics come from the pooled cells, and a negative BN scale
-        # does not commute with max), so it is a different model, trained as such; but the
-        # batch norm, forward and backward, then touches a quarter of the pixels: about 9 %
-        # off a training step on a 2-core CPU (benchmarks/step_variants.py), where these
-        # memory-bound passes over the 96x96 map are among the largest costs after the
-        # convolutions. Off by default so that checkpoints of the first stem keep loading;
-        # the bundled config turns it on.
-        conv = nn.Conv2d(in_channels, widths[0], 5, 2, 2, bias=False)
-        norm, pool = nn.BatchNorm2d(widths[0]), nn.MaxPool2d(3, 2, 1)
-        self.stem = nn.Sequential(conv, *((pool, norm) if stem_norm_after_pool else (norm, pool)),
-                                  nn.ReLU(inplace=True))
+        self.in_channels = in_channels  # the stem's conv may see more (space-to-depth)
+        self.stem = _make_stem(stem, in_channels, widths[0], stem_norm_after_pool,
+                                stem_depth)
         stages = []
         cin = widths[0]
         for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
@@ -98,5 +134,8 @@ class BrainTumorNet(nn.Module):
 
 @register_model("braintumor-net")
 def braintumor_net(num_classes: int = 4, in_channels: int = 1, **kwargs) -> nn.Module:
-    kwargs.pop("image_size", None)
+    image_size = kwargs.pop("image_size", None)
+    if kwargs.get("stem") == "space-to-depth" and image_size and image_size % 4:
+        raise ValueError(f"the space-to-depth stem cuts the image into 4x4 blocks: image size "
+                         f"{image_size} is not a multiple of 4")
     return BrainTumorNet(num_classes, in_channels, **kwargs)

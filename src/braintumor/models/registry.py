@@ -61,6 +61,8 @@ def model_info(model: nn.Module, image_size: int, in_channels: int | None = None
     from torch.utils.flop_counter import FlopCounterMode
 
     if in_channels is None:
+        in_channels = getattr(model, "in_channels", None)
+    if in_channels is None:  # a model that does not say: its first conv's input channels
         first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
         in_channels = first.in_channels
     params = sum(p.numel() for p in model.parameters())
