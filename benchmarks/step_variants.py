@@ -88,8 +88,9 @@ def main() -> None:
     if args.fp32:
         variants["relu-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, False, False)
         variants["norm-after-pool/fp32-nchw"] = _variant(cfg, size, False, False, True, False)
-        variants["space-to-depth/fp32-nchw"] = _variant(cfg, size, False, False, False, False,
-                                                        "space-to-depth")
+        variants["space-to-depth/fp32-nchw"] = _variant(cfg, size, False, False,
+                                                        channels_last=False,
+                                                        stem="space-to-depth")
     x = torch.rand(args.batch_size, 1, size, size)
     y = torch.randint(0, 4, (args.batch_size,))
     loss_fn = nn.CrossEntropyLoss()

@@ -76,8 +76,9 @@ def _make_stem(kind: str, in_channels: int, width: int, norm_after_pool: bool,
     # the conv's output. Not equivalent (the statistics come from the pooled cells, and a
     # negative BN scale does not commute with max), so it is a different model, trained as
     # such; but the batch norm, forward and backward, then touches a quarter of the pixels:
-    # about 9 % off a training step on a 2-core CPU (benchmarks/step_variants.py). Off by
-    # default so that checkpoints of the first stem keep loading.
+    # a bf16 training step 1.09-1.12x faster on a 2-core CPU in two runs of
+    # benchmarks/step_variants.py. Off by default so that checkpoints of the first stem keep
+    # loading.
     conv = nn.Conv2d(in_channels, width, 5, 2, 2, bias=False)
     norm, pool = nn.BatchNorm2d(width), nn.MaxPool2d(3, 2, 1)
     return nn.Sequential(conv, *((pool, norm) if norm_after_pool else (norm, pool)),
