@@ -13,6 +13,9 @@ accuracy that a model gets by recognising images it has seen. Also printed: the 
 errors the 99 % target allows, and how many the leak-free images may take once the leaked
 ones are scored at the trained-on rate. With ``--ensemble B1 B2 ...``, also the accuracy of the
 mean of those bundles' probabilities (training them all costs the sum of their training times).
+With two or more bundles, also how many of them miss each leak-free image: images that most
+runs miss are hard for the recipe, not unlucky draws of one run, and no ensemble of such runs
+gets them right.
 Writes benchmarks/results/leak_breakdown.json.
 """
 
@@ -102,6 +105,27 @@ def ensemble(members: list[dict], leak_free: set[str]) -> dict:
             "leak_free_accuracy": float(ok[lf].mean()) if lf.any() else None}
 
 
+def error_agreement(members: list[dict], leak_free: set[str]) -> dict:
+    """How many bundles miss each leak-free image: the spread of a recipe's errors over runs.
+
+    ``missed_by_at_least_half`` bounds what averaging such runs could reach: an image most of
+    them miss stays missed by their majority."""
+    paths = sorted(leak_free.intersection(*(set(m) for m in members)))
+    missed = {p: sum(int(np.argmax(m[p][0]) != m[p][1]) for m in members) for p in paths}
+    wrong = {p: k for p, k in missed.items() if k}
+    half = len(members) / 2
+    return {
+        "bundles": len(members), "leak_free_images": len(paths),
+        "missed_by_any": len(wrong),
+        "images_by_number_of_bundles_missing_them": {
+            str(k): sum(1 for v in wrong.values() if v == k) for k in range(1, len(members) + 1)},
+        "missed_by_at_least_half": sorted(os.path.basename(p) for p, k in wrong.items()
+                                          if k >= half),
+        "missed_by_all": sorted(os.path.basename(p) for p, k in wrong.items()
+                                if k == len(members)),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("bundles", nargs="+")
@@ -131,8 +155,14 @@ def main() -> None:
               f"for the leak-free images (leak-free accuracy "
               f">= {100 * r['leak_free_accuracy_needed']:.1f} %)")
     result = {"data": args.data, "bundles": rows}
+    leak_free = {os.path.realpath(s.path) for s in report.leak_free_test_samples()}
+    if len(rows) >= 2:
+        result["leak_free_error_agreement"] = a = error_agreement(list(probs.values()), leak_free)
+        print(f"\nleak-free images missed by some of the {a['bundles']} bundles: "
+              f"{a['missed_by_any']} of {a['leak_free_images']}; by how many bundles: "
+              f"{a['images_by_number_of_bundles_missing_them']}; by at least half: "
+              f"{len(a['missed_by_at_least_half'])}; by all: {len(a['missed_by_all'])}")
     if args.ensemble:
-        leak_free = {os.path.realpath(s.path) for s in report.leak_free_test_samples()}
         result["ensemble"] = e = ensemble([probs[b] for b in args.ensemble], leak_free)
         e["bundles"] = args.ensemble
         print(f"\nensemble of {e['members']} bundles (mean probability): {e['errors']} errors / "
