@@ -63,7 +63,7 @@ def test_shipped_configs_load():
     root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
-                 "braintumor-net-space-to-depth.yaml"):
+                 "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml"):
         cfg = load_config(root / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -88,6 +88,17 @@ def test_space_to_depth_config_changes_only_the_stem():
     assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
     assert s2d["model_kwargs"].pop("stem") == "space-to-depth"
     assert bundled == s2d
+
+
+def test_intensity_config_changes_only_brightness_and_contrast():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    bundled = load_config(root / "braintumor-net.yaml").to_dict()
+    stronger = load_config(root / "braintumor-net-intensity-0.3.yaml").to_dict()
+    for key in ("brightness", "contrast"):
+        assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (0.1, 0.3)
+    assert bundled == stronger
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
