@@ -14,8 +14,8 @@ errors the 99 % target allows, and how many the leak-free images may take once t
 ones are scored at the trained-on rate. With ``--ensemble B1 B2 ...``, also the accuracy of the
 mean of those bundles' probabilities (training them all costs the sum of their training times).
 With two or more bundles, also how many of them miss each leak-free image: images that most
-runs miss are hard for the recipe, not unlucky draws of one run, and no ensemble of such runs
-gets them right.
+runs miss are hard for the recipe, not unlucky draws of one run, and a majority vote of such
+runs still gets them wrong.
 Writes benchmarks/results/leak_breakdown.json.
 """
 
@@ -108,8 +108,9 @@ def ensemble(members: list[dict], leak_free: set[str]) -> dict:
 def error_agreement(members: list[dict], leak_free: set[str]) -> dict:
     """How many bundles miss each leak-free image: the spread of a recipe's errors over runs.
 
-    ``missed_by_at_least_half`` bounds what averaging such runs could reach: an image most of
-    them miss stays missed by their majority."""
+    ``missed_by_at_least_half`` bounds what a majority vote of such runs could reach: an
+    image most of them miss stays missed by their majority. (A probability average may still
+    rescue one where the few right runs are confident; ``--ensemble`` measures that.)"""
     paths = sorted(leak_free.intersection(*(set(m) for m in members)))
     missed = {p: sum(int(np.argmax(m[p][0]) != m[p][1]) for m in members) for p in paths}
     wrong = {p: k for p, k in missed.items() if k}
