@@ -7,7 +7,8 @@ sources behind different classes), a model can separate them by brightness inste
 anatomy, and will fail on images of that class that break the pattern. This prints, per split
 and class, the mean and standard deviation over images of each image's mean grey level, of
 its mean over head pixels (grey level above 10), and of its 95th percentile, on the images as
-the model sees them (the shared preprocessing, the bundled model's input size).
+the model sees them (the shared preprocessing, at the bundled config's input size unless
+``--image-size`` says otherwise).
 Writes benchmarks/results/class_intensity.json.
 """
 
@@ -23,8 +24,10 @@ import numpy as np
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import discover
 from braintumor.data.preprocess import PreprocessConfig
+from braintumor.training.config import load_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "class_intensity.json"
+BUNDLED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "braintumor-net.yaml"
 HEAD_THRESHOLD = 10  # grey levels; the black background around the head is below it
 
 
@@ -40,7 +43,7 @@ def image_stats(images: np.ndarray) -> dict[str, np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("DATA"))
-    ap.add_argument("--image-size", type=int, default=192)
+    ap.add_argument("--image-size", type=int, default=load_config(BUNDLED_CONFIG).image_size)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     if not args.data:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from braintumor.cli import build_parser
 from braintumor.training.config import ConfigError, load_config, overrides_from_args
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_yaml_config_with_cli_overrides(tmp_path):
@@ -58,19 +62,16 @@ def test_bad_configs_name_the_problem(tmp_path, text, match):
 
 
 def test_shipped_configs_load():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "configs"
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
                  "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml"):
-        cfg = load_config(root / name)
+        cfg = load_config(CONFIGS / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
     # (it records an experiment run on the previous bundled config, whose stem normalised
     # before pooling); the masks folder itself comes from the command line, like the data.
-    bundled = load_config(root / "braintumor-net.yaml").to_dict()
-    masks = load_config(root / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    masks = load_config(CONFIGS / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
     assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
     assert "stem_norm_after_pool" not in masks["model_kwargs"]
     changed = {k for k in bundled if bundled[k] != masks[k]}
@@ -80,30 +81,21 @@ def test_shipped_configs_load():
 
 
 def test_space_to_depth_config_changes_only_the_stem():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "configs"
-    bundled = load_config(root / "braintumor-net.yaml").to_dict()
-    s2d = load_config(root / "braintumor-net-space-to-depth.yaml").to_dict()
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    s2d = load_config(CONFIGS / "braintumor-net-space-to-depth.yaml").to_dict()
     assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
     assert s2d["model_kwargs"].pop("stem") == "space-to-depth"
     assert bundled == s2d
 
 
 def test_intensity_config_changes_only_brightness_and_contrast():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "configs"
-    bundled = load_config(root / "braintumor-net.yaml").to_dict()
-    stronger = load_config(root / "braintumor-net-intensity-0.3.yaml").to_dict()
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    stronger = load_config(CONFIGS / "braintumor-net-intensity-0.3.yaml").to_dict()
     for key in ("brightness", "contrast"):
         assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (0.1, 0.3)
     assert bundled == stronger
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2] / "configs"
-    cfg = load_config(root / "braintumor-net-tumourpool.yaml")
+    cfg = load_config(CONFIGS / "braintumor-net-tumourpool.yaml")
     assert cfg.model_kwargs["tumour_pooling"] is True and cfg.mask_layer == "tumour_head"
