@@ -15,7 +15,9 @@ ones are scored at the trained-on rate. With ``--ensemble B1 B2 ...``, also the 
 mean of those bundles' probabilities (training them all costs the sum of their training times).
 With two or more bundles, also how many of them miss each leak-free image: images that most
 runs miss are hard for the recipe, not unlucky draws of one run, and a majority vote of such
-runs still gets them wrong.
+runs still gets them wrong. Per class, the leak-free images and each bundle's errors on them
+(with the confusions), and how many distinct images (duplicate groups) each class holds in
+Training, in Testing and in both together: where the leak-free images come from.
 Writes benchmarks/results/leak_breakdown.json.
 """
 
@@ -68,6 +70,15 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     sides = training_sides(data, config["image_size"], config["val_fraction"], config["seed"],
                            config.get("max_train_images"))
     where = np.array(twin_locations(cached.paths, group_of, sides))
+    free = where == TWIN_LEAK_FREE
+    names = list(loaded.classes)
+    by_class = {c: {"images": int((free & (y == i)).sum()),
+                    "errors": int((free & (y == i) & (pred != y)).sum())}
+                for i, c in enumerate(names)}
+    confusions: dict[str, int] = {}
+    for t, p in zip(y[free & (pred != y)], pred[free & (pred != y)], strict=True):
+        key = f"{names[t]} -> {names[p]}"
+        confusions[key] = confusions.get(key, 0) + 1
     groups = {}
     for name in (TWIN_FIT, TWIN_VAL, TWIN_LEAK_FREE):
         m = where == name
@@ -84,12 +95,29 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
         "accuracy": 1 - errors / n,
         "val_fraction": config["val_fraction"], "seed": config["seed"],
         "by_twin": groups,
+        "leak_free_by_class": by_class,
+        "leak_free_confusions": dict(sorted(confusions.items(), key=lambda kv: -kv[1])),
         "errors_allowed_by_99pct": allowed,
         # If every leaked image were scored like those whose twin was trained on (all twins
         # in the fitted part), this many errors would be left for the leak-free images:
         "leak_free_errors_left_if_all_twins_trained_on": allowed - leak_errors_at_fit_rate,
         "leak_free_accuracy_needed": (1 - (allowed - leak_errors_at_fit_rate) / lf) if lf else None,
     }, probs
+
+
+def distinct_images_by_class(index, group_of: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Per class, the distinct images (duplicate groups: mirrored and re-saved copies count
+    once) in Training, in Testing and in both. A class whose Testing images are mostly new
+    slices of the sources behind Training has a union much larger than Training alone."""
+    out = {}
+    for c in index.classes:
+        sides = {split: {group_of[os.path.realpath(s.path)] for s in index.split(split)
+                         if s.label == c}
+                 for split in ("train", "test")}
+        out[c] = {"training": len(sides["train"]), "testing": len(sides["test"]),
+                  "testing_not_in_training": len(sides["test"] - sides["train"]),
+                  "both_splits": len(sides["train"] | sides["test"])}
+    return out
 
 
 def ensemble(members: list[dict], leak_free: set[str]) -> dict:
@@ -140,7 +168,8 @@ def main() -> None:
     unknown = [b for b in args.ensemble or [] if b not in args.bundles]
     if unknown:
         raise SystemExit(f"--ensemble members must also be given as bundles: {unknown}")
-    report = audit_dataset(discover(args.data))
+    index = discover(args.data)
+    report = audit_dataset(index)
     group_of = {os.path.realpath(p): int(g) for p, g in report.groups.items()}
     scored = [breakdown(b, args.data, group_of) for b in args.bundles]
     rows = [row for row, _ in scored]
@@ -151,11 +180,21 @@ def main() -> None:
         for name, g in r["by_twin"].items():
             acc = "n/a" if g["accuracy"] is None else f"{100 * g['accuracy']:.2f} %"
             print(f"  {name:<24} {g['errors']:>3} errors / {g['images']:>4} images = {acc}")
+        print("  leak-free by class (errors / images): " + ", ".join(
+            f"{c} {g['errors']} / {g['images']}" for c, g in r["leak_free_by_class"].items())
+            + "; confusions: " + (", ".join(f"{k} {n}" for k, n in
+                                           r["leak_free_confusions"].items()) or "none"))
         print(f"  the 99 % target allows {r['errors_allowed_by_99pct']} errors; with every twin "
               f"trained on, {r['leak_free_errors_left_if_all_twins_trained_on']} would be left "
               f"for the leak-free images (leak-free accuracy "
               f">= {100 * r['leak_free_accuracy_needed']:.1f} %)")
-    result = {"data": args.data, "bundles": rows}
+    result = {"data": args.data,
+              "distinct_images_by_class": distinct_images_by_class(index, group_of),
+              "bundles": rows}
+    print("\ndistinct images (duplicate groups) by class: " + "; ".join(
+        f"{c}: Training {d['training']}, Testing {d['testing']} "
+        f"({d['testing_not_in_training']} not in Training), both {d['both_splits']}"
+        for c, d in result["distinct_images_by_class"].items()))
     leak_free = {os.path.realpath(s.path) for s in report.leak_free_test_samples()}
     if len(rows) >= 2:
         result["leak_free_error_agreement"] = a = error_agreement(list(probs.values()), leak_free)

@@ -159,3 +159,27 @@ def test_space_to_depth_stem_depth_adds_convs_at_a_quarter_of_the_image():
     assert [(c.in_channels, c.out_channels) for c in convs] == [(16, 32), (32, 32)]
     with torch.no_grad():
         assert model.stem(torch.rand(2, 1, 32, 32)).shape == (2, 32, 8, 8)
+
+
+def test_drop_path_drops_whole_residual_branches_in_training_only():
+    """Stochastic depth: each sample's branch is either zeroed or scaled by 1/(1-rate), the
+    rate rises linearly over the blocks, and evaluation (and rate 0) is the plain model."""
+    from braintumor.models.braintumor_net import BasicBlock, drop_path
+
+    torch.manual_seed(0)
+    x = torch.ones(2000, 3, 2, 2)
+    y = drop_path(x, 0.25, training=True)
+    kept = y[:, 0, 0, 0] != 0
+    assert torch.all(y[kept] == 1 / 0.75) and torch.all(y[~kept] == 0)
+    assert 0.2 < 1 - kept.float().mean().item() < 0.3  # about a quarter of the samples
+    assert drop_path(x, 0.25, training=False) is x
+    model = create_model("braintumor-net", depths=(1, 2, 2, 2), drop_path_rate=0.12)
+    rates = [m.drop_path_rate for m in model.modules() if isinstance(m, BasicBlock)]
+    assert rates == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.12])
+    plain = create_model("braintumor-net", depths=(1, 2, 2, 2))
+    plain.load_state_dict(model.state_dict())  # no parameters of its own
+    model.eval(), plain.eval()
+    inp = torch.rand(2, 1, 64, 64)
+    assert torch.equal(model(inp), plain(inp))
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        create_model("braintumor-net", drop_path_rate=1.0)

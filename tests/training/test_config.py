@@ -64,7 +64,8 @@ def test_bad_configs_name_the_problem(tmp_path, text, match):
 def test_shipped_configs_load():
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
-                 "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml"):
+                 "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml",
+                 "braintumor-net-drop-path-0.1.yaml"):
         cfg = load_config(CONFIGS / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -94,6 +95,13 @@ def test_intensity_config_changes_only_brightness_and_contrast():
     for key in ("brightness", "contrast"):
         assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (0.1, 0.3)
     assert bundled == stronger
+
+
+def test_drop_path_config_changes_only_the_drop_path_rate():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    dropped = load_config(CONFIGS / "braintumor-net-drop-path-0.1.yaml").to_dict()
+    assert dropped["model_kwargs"].pop("drop_path_rate") == 0.1
+    assert bundled == dropped
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():

@@ -15,9 +15,24 @@ from torch import nn
 from braintumor.models.registry import register_model
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random ``rate`` of the samples.
+
+    The kept samples are scaled by ``1 / (1 - rate)`` so that the expected output matches
+    evaluation, where nothing is dropped. Written here rather than imported: timm's
+    ``DropPath`` and torchvision's ``StochasticDepth`` do the same, but neither is a
+    dependency (torchvision does not import beside the CPU torch wheel), and it is four lines.
+    """
+    if rate <= 0.0 or not training:
+        return x
+    keep = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) >= rate
+    return x * keep.to(x.dtype) / (1.0 - rate)
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, drop_path_rate: float = 0.0):
         super().__init__()
+        self.drop_path_rate = drop_path_rate
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
@@ -30,7 +45,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = drop_path(self.bn2(self.conv2(out)), self.drop_path_rate, self.training)
         return self.act(out + self.shortcut(x))
 
 
@@ -92,16 +107,25 @@ class BrainTumorNet(nn.Module):
                  widths: tuple[int, ...] = (32, 64, 128, 256),
                  depths: tuple[int, ...] = (1, 1, 1, 1), dropout: float = 0.2,
                  tumour_pooling: bool = False, stem_norm_after_pool: bool = False,
-                 stem: str = "conv-pool", stem_depth: int = 1):
+                 stem: str = "conv-pool", stem_depth: int = 1, drop_path_rate: float = 0.0):
         super().__init__()
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), not {drop_path_rate}")
         self.in_channels = in_channels  # the stem's conv may see more (space-to-depth)
         self.stem = _make_stem(stem, in_channels, widths[0], stem_norm_after_pool,
                                 stem_depth)
+        # drop_path_rate: stochastic depth (Huang et al. 2016), rising linearly from 0 at the
+        # first block to the rate at the last, as in timm's ResNets. The model fits its
+        # training set to the label-smoothing floor halfway through a run; this regularises
+        # without costing a step any time. It adds no parameters, so checkpoints load either
+        # way; 0 (the default) is the model without it.
+        n_blocks = sum(depths)
+        rates = iter([drop_path_rate * k / max(n_blocks - 1, 1) for k in range(n_blocks)])
         stages = []
         cin = widths[0]
         for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
-            blocks = [BasicBlock(cin, w, 1 if i == 0 else 2)]
-            blocks += [BasicBlock(w, w, 1) for _ in range(d - 1)]
+            blocks = [BasicBlock(cin, w, 1 if i == 0 else 2, next(rates))]
+            blocks += [BasicBlock(w, w, 1, next(rates)) for _ in range(d - 1)]
             stages.append(blocks[0] if d == 1 else nn.Sequential(*blocks))
             cin = w
         self.stages = nn.Sequential(*stages)
