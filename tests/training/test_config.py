@@ -65,7 +65,7 @@ def test_shipped_configs_load():
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
                  "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml",
-                 "braintumor-net-drop-path-0.1.yaml"):
+                 "braintumor-net-drop-path-0.1.yaml", "braintumor-net-geometric.yaml"):
         cfg = load_config(CONFIGS / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -102,6 +102,15 @@ def test_drop_path_config_changes_only_the_drop_path_rate():
     dropped = load_config(CONFIGS / "braintumor-net-drop-path-0.1.yaml").to_dict()
     assert dropped["model_kwargs"].pop("drop_path_rate") == 0.1
     assert bundled == dropped
+
+
+def test_geometric_config_changes_only_the_warp():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    warped = load_config(CONFIGS / "braintumor-net-geometric.yaml").to_dict()
+    for key, plain, moved in (("rotation_degrees", 0, 10), ("zoom", [1.0, 1.0], [0.9, 1.1]),
+                              ("translate", 0.0, 0.05)):
+        assert (bundled["augment"].pop(key), warped["augment"].pop(key)) == (plain, moved)
+    assert bundled == warped
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
