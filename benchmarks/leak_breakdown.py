@@ -33,7 +33,7 @@ import numpy as np
 
 from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
-from braintumor.data.datasets import discover
+from braintumor.data.datasets import DatasetIndex, discover
 from braintumor.evaluation.calibration import softmax
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
 from braintumor.inference.batch import predict_logits
@@ -105,7 +105,8 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     }, probs
 
 
-def distinct_images_by_class(index, group_of: dict[str, int]) -> dict[str, dict[str, int]]:
+def distinct_images_by_class(index: DatasetIndex,
+                             group_of: dict[str, int]) -> dict[str, dict[str, int]]:
     """Per class, the distinct images (duplicate groups: mirrored and re-saved copies count
     once) in Training, in Testing and in both. A class whose Testing images are mostly new
     slices of the sources behind Training has a union much larger than Training alone."""
