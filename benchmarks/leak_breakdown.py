@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
@@ -71,14 +72,13 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
                            config.get("max_train_images"))
     where = np.array(twin_locations(cached.paths, group_of, sides))
     free = where == TWIN_LEAK_FREE
+    missed = free & (pred != y)
     names = list(loaded.classes)
     by_class = {c: {"images": int((free & (y == i)).sum()),
-                    "errors": int((free & (y == i) & (pred != y)).sum())}
+                    "errors": int((missed & (y == i)).sum())}
                 for i, c in enumerate(names)}
-    confusions: dict[str, int] = {}
-    for t, p in zip(y[free & (pred != y)], pred[free & (pred != y)], strict=True):
-        key = f"{names[t]} -> {names[p]}"
-        confusions[key] = confusions.get(key, 0) + 1
+    confusions = Counter(f"{names[t]} -> {names[p]}" for t, p in zip(y[missed], pred[missed],
+                                                                      strict=True))
     groups = {}
     for name in (TWIN_FIT, TWIN_VAL, TWIN_LEAK_FREE):
         m = where == name
@@ -96,7 +96,7 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
         "val_fraction": config["val_fraction"], "seed": config["seed"],
         "by_twin": groups,
         "leak_free_by_class": by_class,
-        "leak_free_confusions": dict(sorted(confusions.items(), key=lambda kv: -kv[1])),
+        "leak_free_confusions": dict(confusions.most_common()),
         "errors_allowed_by_99pct": allowed,
         # If every leaked image were scored like those whose twin was trained on (all twins
         # in the fitted part), this many errors would be left for the leak-free images:
