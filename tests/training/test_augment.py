@@ -141,3 +141,39 @@ def test_the_callers_batch_is_never_written():
     for cfg in (_only(brightness=0.3), _only(contrast=0.3), AugmentConfig()):
         BatchAugment(cfg).train()(x)
         assert torch.equal(x, before)
+
+
+def test_random_erasing_zeroes_one_rectangle_per_chosen_image():
+    x = torch.full((16, 1, 32, 40), 0.5)
+    torch.manual_seed(0)
+    y = BatchAugment(_only(erase_prob=1.0, erase_area=(0.05, 0.2))).train()(x)
+    for img in y[:, 0]:
+        zero = img == 0
+        rows, cols = zero.any(1).nonzero(), zero.any(0).nonzero()
+        box = zero[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        assert bool(box.all())  # one solid rectangle, nothing zeroed outside it
+        assert 0.04 * 32 * 40 <= int(zero.sum()) <= 0.21 * 32 * 40
+        assert bool((img[~zero] == 0.5).all())  # the rest untouched
+    assert torch.equal(x, torch.full_like(x, 0.5))  # the caller's batch is not written
+
+
+def test_random_erasing_spares_some_images_and_the_masks():
+    x = torch.full((64, 1, 16, 16), 0.5)
+    mask = torch.ones(64, 1, 16, 16)
+    torch.manual_seed(1)
+    y, m = BatchAugment(_only(erase_prob=0.5)).train().with_mask(x, mask)
+    erased = (y == 0).flatten(1).any(1)
+    assert 10 < int(erased.sum()) < 54
+    assert torch.equal(m, mask)
+
+
+def test_recipes_without_erasing_keep_their_random_stream():
+    """erase_prob 0 draws nothing, so earlier seeded runs (the bundled one) are unchanged."""
+    x = _batch()
+    torch.manual_seed(5)
+    a = BatchAugment(AugmentConfig(rotation_degrees=10)).train()(x)
+    after_a = torch.rand(1)
+    torch.manual_seed(5)
+    b = BatchAugment(AugmentConfig(rotation_degrees=10, erase_prob=0.0,
+                                   erase_area=(0.1, 0.3))).train()(x)
+    assert torch.equal(a, b) and torch.equal(after_a, torch.rand(1))

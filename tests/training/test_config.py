@@ -51,6 +51,9 @@ def test_toml_config(tmp_path):
     ("ema_decay: 1.5\n", "ema_decay must be"),
     ("optimizer: rmsprop\n", "optimizer must be one of adam, adamw, sgd"),
     ("mask_loss_weight: -1\n", "mask_loss_weight must be"),
+    ("augment:\n  erase_prob: 1.5\n", "erase_prob must be"),
+    ("augment:\n  erase_area: [0.3, 0.1]\n", "erase_area must be"),
+    ("augment:\n  erase_area: [0.0, 0.1]\n", "erase_area must be"),
     ("masks: m\naugment:\n  mixup_alpha: 0.2\n", "cannot be combined with MixUp/CutMix"),
     ("- 1\n- 2\n", "mapping"),
 ])
@@ -82,7 +85,9 @@ def test_shipped_configs_load():
     for name in ("braintumor-net.yaml", "paper-cnn.yaml", "paper-cnn-our-recipe.yaml",
                  "braintumor-net-masks.yaml", "braintumor-net-tumourpool.yaml",
                  "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml",
-                 "braintumor-net-drop-path-0.1.yaml", "braintumor-net-geometric.yaml"):
+                 "braintumor-net-drop-path-0.1.yaml", "braintumor-net-geometric.yaml",
+                 "braintumor-net-geometric-15.yaml", "braintumor-net-erase.yaml",
+                 "braintumor-net-no-warp-48.yaml"):
         cfg = load_config(CONFIGS / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -128,6 +133,31 @@ def test_geometric_config_changes_only_the_warp():
                               ("translate", 0.0, 0.05)):
         assert (bundled["augment"].pop(key), warped["augment"].pop(key)) == (plain, moved)
     assert bundled == warped
+
+
+def test_stronger_geometric_config_changes_only_the_warp():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    stronger = load_config(CONFIGS / "braintumor-net-geometric-15.yaml").to_dict()
+    for key, plain, moved in (("rotation_degrees", 10, 15), ("zoom", [0.9, 1.1], [0.85, 1.15]),
+                              ("translate", 0.05, 0.08)):
+        assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (plain, moved)
+    assert bundled == stronger
+
+
+def test_erase_config_adds_only_random_erasing():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    erased = load_config(CONFIGS / "braintumor-net-erase.yaml").to_dict()
+    for key, plain, moved in (("erase_prob", 0.0, 0.25), ("erase_area", [0.02, 0.2], [0.02, 0.15])):
+        assert (bundled["augment"].pop(key), erased["augment"].pop(key)) == (plain, moved)
+    assert bundled == erased
+
+
+def test_no_warp_config_is_the_previous_recipe_at_48_epochs():
+    previous = previous_bundled()
+    assert previous.pop("epochs") == 40
+    no_warp = load_config(CONFIGS / "braintumor-net-no-warp-48.yaml").to_dict()
+    assert no_warp.pop("epochs") == 48
+    assert previous == no_warp
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():

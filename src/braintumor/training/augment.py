@@ -51,7 +51,7 @@ class BatchAugment(nn.Module):
     def active(self) -> bool:
         c = self.cfg
         does_something = (self.warps or c.hflip > 0 or c.vflip > 0 or c.brightness > 0
-                          or c.contrast > 0)
+                          or c.contrast > 0 or c.erase_prob > 0)
         return self.training and c.enabled and does_something
 
     @torch.no_grad()
@@ -91,7 +91,7 @@ class BatchAugment(nn.Module):
         fresh = both is not x  # a tensor of our own, safe to change in place
         if mask is not None:
             both, mask = both[:, :c], both[:, c:]
-        return self._intensity(both, fresh), mask
+        return self._erase(self._intensity(both, fresh)), mask
 
     def _inverse_affine(self, n: int, hflip: torch.Tensor, vflip: torch.Tensor, h: int,
                         w: int) -> torch.Tensor:
@@ -115,6 +115,31 @@ class BatchAugment(nn.Module):
         linear = flip.unsqueeze(-1) * rot  # F @ R(-a)/s: row i scaled by flip i
         offset = -(linear @ shift.unsqueeze(-1))
         return torch.cat([linear, offset], dim=-1).float()
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        """Random erasing, in place on a batch of our own: one zeroed rectangle per chosen image.
+
+        Drawn after every other parameter and only when enabled, so recipes without it keep
+        their random stream (and a seeded run its weights). The tumour mask is left as it is:
+        the lesion is still there, only hidden, as it may be by an artefact.
+        """
+        cfg = self.cfg
+        if cfg.erase_prob <= 0:
+            return x
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+        chosen = torch.rand(n) < cfg.erase_prob
+        area = _uniform(n, *cfg.erase_area) * (h * w)
+        aspect = torch.exp(_uniform(n, math.log(0.3), math.log(1 / 0.3)))
+        eh = (area * aspect).sqrt().round().clamp(1, h).long()
+        ew = (area / aspect).sqrt().round().clamp(1, w).long()
+        top = (torch.rand(n, dtype=torch.float64) * (h - eh + 1)).long()
+        left = (torch.rand(n, dtype=torch.float64) * (w - ew + 1)).long()
+        rows = torch.arange(h).view(1, h)
+        cols = torch.arange(w).view(1, w)
+        in_rows = (rows >= top.view(n, 1)) & (rows < (top + eh).view(n, 1))
+        in_cols = (cols >= left.view(n, 1)) & (cols < (left + ew).view(n, 1))
+        box = in_rows.view(n, h, 1) & in_cols.view(n, 1, w) & chosen.view(n, 1, 1)
+        return x.masked_fill_(box.unsqueeze(1).to(x.device), 0.0)
 
     def _intensity(self, x: torch.Tensor, fresh: bool) -> torch.Tensor:
         """Brightness then contrast, per sample, clamped after each (kornia's order)."""

@@ -36,6 +36,11 @@ class AugmentConfig:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0  # fraction of batches mixed when an alpha is > 0
+    # Random erasing (Zhong et al. 2020): with this probability per image, one rectangle
+    # covering a share of the image in ``erase_area`` (aspect ratio 0.3-3.3) is set to 0, the
+    # background's value. 0 disables it and draws no random numbers.
+    erase_prob: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.2)
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -89,6 +94,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["augment"]["zoom"] = list(self.augment.zoom)
+        d["augment"]["erase_area"] = list(self.augment.erase_area)
         return d
 
     def dump(self, path: str | Path) -> None:
@@ -135,8 +141,9 @@ def _build(data: dict[str, Any], source: str) -> TrainConfig:
     if bad:
         raise ConfigError(f"{source}: unknown augment option(s) {', '.join(bad)}; "
                           f"known: {', '.join(sorted(aug_known))}")
-    if "zoom" in aug:
-        aug["zoom"] = tuple(float(z) for z in aug["zoom"])
+    for pair in ("zoom", "erase_area"):
+        if pair in aug:
+            aug[pair] = tuple(float(z) for z in aug[pair])
     cfg = TrainConfig(**data, augment=AugmentConfig(**aug))
     validate(cfg)
     return cfg
@@ -159,6 +166,11 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("augment.mixup_alpha and augment.cutmix_alpha must be >= 0")
     if not 0 <= cfg.augment.mix_prob <= 1:
         problems.append("augment.mix_prob must be in [0, 1]")
+    if not 0 <= cfg.augment.erase_prob <= 1:
+        problems.append("augment.erase_prob must be in [0, 1]")
+    area = tuple(cfg.augment.erase_area)
+    if len(area) != 2 or not 0 < area[0] <= area[1] <= 1:
+        problems.append("augment.erase_area must be [low, high] with 0 < low <= high <= 1")
     if cfg.mask_loss_weight < 0:
         problems.append("mask_loss_weight must be >= 0")
     if cfg.masks and (cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0):
