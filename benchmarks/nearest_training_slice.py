@@ -39,6 +39,7 @@ import numpy as np
 from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import discover
+from braintumor.data.duplicates import correlation_vectors
 from braintumor.models import load_bundle
 from braintumor.training.data import bundle_split_sides
 
@@ -50,14 +51,13 @@ BUNDLED = Path(__file__).resolve().parents[1] / "src" / "braintumor" / "weights"
 
 
 def thumbnails(images: np.ndarray) -> np.ndarray:
-    """(N, S, S) uint8 -> (N, SIDE*SIDE) block means, zero mean and unit norm per image, so
-    that a dot product is a Pearson correlation."""
+    """(N, S, S) uint8 -> (N, SIDE*SIDE) block means of the brain-cropped images the model
+    sees, as the audit's correlation vectors (the audit's own thumbnails are of the whole
+    file, so they are not reused)."""
     n, s, _ = images.shape
     k = s // SIDE
     x = images[:, :k * SIDE, :k * SIDE].astype(np.float32)
-    x = x.reshape(n, SIDE, k, SIDE, k).mean((2, 4)).reshape(n, -1)
-    x -= x.mean(1, keepdims=True)
-    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-6)
+    return correlation_vectors(x.reshape(n, SIDE, k, SIDE, k).mean((2, 4)))
 
 
 def nearest(queries: np.ndarray, references: np.ndarray) -> np.ndarray:

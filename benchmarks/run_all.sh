@@ -26,4 +26,5 @@ step "explanation speed";      OMP_NUM_THREADS=1 $PY benchmarks/explain_speed.py
 step "serve load (predict)";   $PY benchmarks/serve_load.py --data "$DATA" --route predict
 step "serve load (explain)";   $PY benchmarks/serve_load.py --data "$DATA" --route explain \
                                    --out benchmarks/results/serve_load_explain.json
+step "flip averaging";         $PY benchmarks/flip_tta.py --data "$DATA"
 step "explanation evidence";   $PY benchmarks/explain_evidence.py --data "$DATA" --masks "$MASKS"

@@ -17,6 +17,7 @@ from braintumor.data.datasets import Sample
 from braintumor.data.duplicates import (
     DuplicateConfig,
     compute_fingerprints,
+    correlation_vectors,
     duplicate_groups,
     find_duplicate_groups,
 )
@@ -188,3 +189,11 @@ def test_known_pairs_of_the_kaggle_set(data_root):
     for (a, b), same in pairs.items():
         groups = duplicate_groups([a, b], workers=1)
         assert (groups[0] == groups[1]) == same, f"{a.name} vs {b.name}"
+
+
+def test_correlation_vectors_dot_to_pearson_and_leave_flat_images_zero():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 6, 6))
+    v = correlation_vectors(np.stack([a, b, np.full((6, 6), 3.0)]))
+    assert np.isclose(v[0] @ v[1], np.corrcoef(a.ravel(), b.ravel())[0, 1], atol=1e-5)
+    assert np.isclose(v[0] @ v[0], 1.0, atol=1e-5) and not v[2].any()

@@ -87,7 +87,7 @@ def test_shipped_configs_load():
                  "braintumor-net-space-to-depth.yaml", "braintumor-net-intensity-0.3.yaml",
                  "braintumor-net-drop-path-0.1.yaml", "braintumor-net-geometric.yaml",
                  "braintumor-net-geometric-15.yaml", "braintumor-net-erase.yaml",
-                 "braintumor-net-no-warp-48.yaml"):
+                 "braintumor-net-no-warp-48.yaml", "braintumor-net-geometric-5.yaml"):
         cfg = load_config(CONFIGS / name)
         assert cfg.model in name
     # The masks config differs from the bundled one only in its mask settings and in the stem
@@ -135,13 +135,17 @@ def test_geometric_config_changes_only_the_warp():
     assert bundled == warped
 
 
-def test_stronger_geometric_config_changes_only_the_warp():
+@pytest.mark.parametrize("name, rotation, zoom, shift", [
+    ("braintumor-net-geometric-15.yaml", 15, [0.85, 1.15], 0.08),
+    ("braintumor-net-geometric-5.yaml", 5, [0.95, 1.05], 0.03),
+])
+def test_warp_strength_configs_change_only_the_warp(name, rotation, zoom, shift):
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    stronger = load_config(CONFIGS / "braintumor-net-geometric-15.yaml").to_dict()
-    for key, plain, moved in (("rotation_degrees", 10, 15), ("zoom", [0.9, 1.1], [0.85, 1.15]),
-                              ("translate", 0.05, 0.08)):
-        assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (plain, moved)
-    assert bundled == stronger
+    other = load_config(CONFIGS / name).to_dict()
+    for key, plain, moved in (("rotation_degrees", 10, rotation), ("zoom", [0.9, 1.1], zoom),
+                              ("translate", 0.05, shift)):
+        assert (bundled["augment"].pop(key), other["augment"].pop(key)) == (plain, moved)
+    assert bundled == other
 
 
 def test_erase_config_adds_only_random_erasing():

@@ -120,7 +120,9 @@ class DuplicateResult:
     fingerprints: Fingerprints = field(repr=False)
 
 
-def _normalised(v: np.ndarray) -> np.ndarray:
+def correlation_vectors(v: np.ndarray) -> np.ndarray:
+    """Flatten each image to zero mean and unit length, so that the dot product of two rows is
+    their Pearson correlation (also used by ``benchmarks/nearest_training_slice.py``)."""
     v = v.astype(np.float32).reshape(len(v), -1)
     v = v - v.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(v, axis=1, keepdims=True)
@@ -221,7 +223,7 @@ def compute_fingerprints(
             collect(pool.map(_fingerprint_file, jobs, chunksize=64))
     else:
         collect(map(_fingerprint_file, jobs))
-    return Fingerprints(records, _normalised(thumbs), fields, weights)
+    return Fingerprints(records, correlation_vectors(thumbs), fields, weights)
 
 
 def _candidates(fp: Fingerprints, cfg: DuplicateConfig):
