@@ -54,6 +54,10 @@ def test_toml_config(tmp_path):
     ("augment:\n  erase_prob: 1.5\n", "erase_prob must be"),
     ("augment:\n  erase_area: [0.3, 0.1]\n", "erase_area must be"),
     ("augment:\n  erase_area: [0.0, 0.1]\n", "erase_area must be"),
+    ("augment:\n  zoom: 1.1\n", "augment.zoom must be a list of two numbers"),
+    ("augment:\n  zoom: [1.1]\n", "augment.zoom must be \\[low, high\\]"),
+    ("augment:\n  zoom: [1.1, 0.9]\n", "augment.zoom must be \\[low, high\\]"),
+    ("augment:\n  erase_area: [a, b]\n", "augment.erase_area must be a list of two numbers"),
     ("masks: m\naugment:\n  mixup_alpha: 0.2\n", "cannot be combined with MixUp/CutMix"),
     ("- 1\n- 2\n", "mapping"),
 ])

@@ -143,7 +143,11 @@ def _build(data: dict[str, Any], source: str) -> TrainConfig:
                           f"known: {', '.join(sorted(aug_known))}")
     for pair in ("zoom", "erase_area"):
         if pair in aug:
-            aug[pair] = tuple(float(z) for z in aug[pair])
+            try:
+                aug[pair] = tuple(float(z) for z in aug[pair])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{source}: augment.{pair} must be a list of two numbers, "
+                                  f"got {aug[pair]!r}") from None
     cfg = TrainConfig(**data, augment=AugmentConfig(**aug))
     validate(cfg)
     return cfg
@@ -166,6 +170,9 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("augment.mixup_alpha and augment.cutmix_alpha must be >= 0")
     if not 0 <= cfg.augment.mix_prob <= 1:
         problems.append("augment.mix_prob must be in [0, 1]")
+    zoom = tuple(cfg.augment.zoom)
+    if len(zoom) != 2 or not 0 < zoom[0] <= zoom[1]:
+        problems.append("augment.zoom must be [low, high] with 0 < low <= high")
     if not 0 <= cfg.augment.erase_prob <= 1:
         problems.append("augment.erase_prob must be in [0, 1]")
     area = tuple(cfg.augment.erase_area)
