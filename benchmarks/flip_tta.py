@@ -22,7 +22,7 @@ import numpy as np
 from braintumor.evaluation.calibration import softmax
 from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
-from braintumor.training.data import CacheDataModule
+from braintumor.training.data import bundle_data_module
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flip_tta.json"
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "braintumor" / "weights"
@@ -45,13 +45,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     bundle = load_bundle(args.bundle)
-    config = (bundle.card.get("training") or {}).get("config")
-    if not config:
+    dm = bundle_data_module(bundle.card, args.data)
+    if dm is None:
         raise SystemExit(f"{args.bundle}: the card records no training config to rebuild its split")
-    dm = CacheDataModule(args.data, image_size=config["image_size"],
-                         val_fraction=config["val_fraction"], seed=config["seed"],
-                         max_train_images=config.get("max_train_images"))
-    dm.prepare()
     result = {"bundle": args.bundle, "sha256": bundle.checksum}
     for name, rows in (("validation", dm.val_rows), ("test", dm.test_rows)):
         result[name] = score(bundle.model, dm.cached.images[rows], dm.labels[rows])

@@ -272,6 +272,15 @@ class CacheDataModule(L.LightningDataModule):
 
 
 
+def prepared_data_module(data: str | Path, image_size: int, val_fraction: float, seed: int,
+                         max_train_images: int | None = None) -> CacheDataModule:
+    """The cache and split a run with these settings trains on (a pure function of them)."""
+    dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
+                         max_train_images=max_train_images)
+    dm.prepare()
+    return dm
+
+
 def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: int,
                 max_train_images: int | None = None) -> dict[str, str]:
     """Resolved Training image path -> "fit" or "val", as a run with these settings split it.
@@ -280,9 +289,7 @@ def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: in
     a bundle's card, which records them, is enough to tell which images it trained on: the
     evidence checks use that to measure only on images a model never fitted.
     """
-    dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                         max_train_images=max_train_images)
-    dm.prepare()
+    dm = prepared_data_module(data, image_size, val_fraction, seed, max_train_images)
     sides = {}
     for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
         for r in rows:
@@ -290,10 +297,23 @@ def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: in
     return sides
 
 
-def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:
-    """:func:`split_sides` for the run a bundle's card describes; None if it records none."""
+def _card_split_settings(card: dict) -> tuple | None:
+    """(image_size, val_fraction, seed, max_train_images) from a bundle's card, if recorded."""
     config = (card.get("training") or {}).get("config")
     if not config:
         return None
-    return split_sides(data, config["image_size"], config["val_fraction"], config["seed"],
-                       config.get("max_train_images"))
+    return (config["image_size"], config["val_fraction"], config["seed"],
+            config.get("max_train_images"))
+
+
+def bundle_data_module(card: dict, data: str | Path) -> CacheDataModule | None:
+    """:func:`prepared_data_module` for the run a bundle's card describes; None if it records
+    no training config."""
+    settings = _card_split_settings(card)
+    return None if settings is None else prepared_data_module(data, *settings)
+
+
+def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:
+    """:func:`split_sides` for the run a bundle's card describes; None if it records none."""
+    settings = _card_split_settings(card)
+    return None if settings is None else split_sides(data, *settings)
