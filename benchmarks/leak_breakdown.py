@@ -39,7 +39,7 @@ from braintumor.evaluation.calibration import softmax
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
 from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
-from braintumor.training.data import split_sides
+from braintumor.training.data import card_split_settings, split_sides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.99
@@ -56,8 +56,8 @@ def training_sides(data: str, image_size: int, val_fraction: float, seed: int,
 def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, dict]:
     """The bundle's row, and its test probabilities by resolved path (for ``--ensemble``)."""
     loaded = load_bundle(bundle)
-    config = loaded.card.get("training", {}).get("config")
-    if not config:
+    settings = card_split_settings(loaded.card)  # hashable: the key of training_sides' cache
+    if settings is None:
         raise SystemExit(f"{bundle}: the card records no training config to rebuild its split")
     test = discover(data).split("test")
     if not test:
@@ -68,8 +68,7 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     pred = logits.argmax(1)
     probs = {os.path.realpath(p): (row, int(t))
              for p, row, t in zip(cached.paths, softmax(logits), y, strict=True)}
-    sides = training_sides(data, config["image_size"], config["val_fraction"], config["seed"],
-                           config.get("max_train_images"))
+    sides = training_sides(data, *settings)
     where = np.array(twin_locations(cached.paths, group_of, sides))
     free = where == TWIN_LEAK_FREE
     missed = free & (pred != y)
@@ -93,7 +92,7 @@ def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, d
     return {
         "bundle": bundle, "sha256": loaded.checksum, "images": n, "errors": errors,
         "accuracy": 1 - errors / n,
-        "val_fraction": config["val_fraction"], "seed": config["seed"],
+        "val_fraction": settings[1], "seed": settings[2],
         "by_twin": groups,
         "leak_free_by_class": by_class,
         "leak_free_confusions": dict(confusions.most_common()),

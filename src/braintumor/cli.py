@@ -55,6 +55,9 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate of the schedule")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--image-size", type=int)
+    p.add_argument("--low-res-size", type=int,
+                   help="progressive resizing: train the first --low-res-epochs at this size")
+    p.add_argument("--low-res-epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--val-fraction", type=float)
     p.add_argument("--class-weights", choices=["on", "off"])
@@ -66,6 +69,8 @@ def _add_train(sub) -> None:
     p.add_argument("--mask-loss-weight", type=float, help="weight of that loss (default 0.5)")
     p.add_argument("--patience", type=int)
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
+    p.add_argument("--max-group-copies", type=int,
+                   help="per epoch, train on at most this many of each near-duplicate group")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoints/last.ckpt")
     p.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")

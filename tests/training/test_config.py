@@ -59,6 +59,11 @@ def test_toml_config(tmp_path):
     ("augment:\n  zoom: [1.1, 0.9]\n", "augment.zoom must be \\[low, high\\]"),
     ("augment:\n  erase_area: [a, b]\n", "augment.erase_area must be a list of two numbers"),
     ("masks: m\naugment:\n  mixup_alpha: 0.2\n", "cannot be combined with MixUp/CutMix"),
+    ("image_size: 64\nlow_res_size: 64\n", "low_res_size must be"),
+    ("low_res_size: 16\n", "low_res_size must be"),
+    ("low_res_epochs: 3\n", "low_res_epochs needs low_res_size"),
+    ("max_group_copies: 0\n", "max_group_copies must be"),
+    ("low_res_size: 64\nlow_res_epochs: 20\nepochs: 20\n", "low_res_epochs must be"),
     ("- 1\n- 2\n", "mapping"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, text, match):
@@ -163,6 +168,23 @@ def test_no_warp_config_is_the_previous_recipe_at_48_epochs():
     no_warp = load_config(CONFIGS / "braintumor-net-no-warp-48.yaml").to_dict()
     assert no_warp.pop("epochs") == 48
     assert previous == no_warp
+
+
+def test_progressive_config_adds_only_the_low_resolution_epochs():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    progressive = load_config(CONFIGS / "braintumor-net-progressive.yaml").to_dict()
+    for key, plain, moved in (("epochs", 48, 60), ("low_res_size", None, 144),
+                              ("low_res_epochs", 0, 36)):
+        assert (bundled.pop(key), progressive.pop(key)) == (plain, moved)
+    assert bundled == progressive
+
+
+def test_group_cap_config_caps_copies_and_adds_epochs():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    capped = load_config(CONFIGS / "braintumor-net-group-cap.yaml").to_dict()
+    for key, plain, moved in (("epochs", 48, 58), ("max_group_copies", None, 2)):
+        assert (bundled.pop(key), capped.pop(key)) == (plain, moved)
+    assert bundled == capped
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():

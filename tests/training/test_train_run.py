@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -123,9 +124,11 @@ def _press_ctrl_c(monkeypatch, epoch: int, batch: int) -> None:
 
 
 _MIX_AND_EMA = dict(ema_decay=0.9, augment=AugmentConfig(mixup_alpha=0.4, cutmix_alpha=1.0))
+_PROGRESSIVE = dict(low_res_size=24, low_res_epochs=2)  # the Ctrl-C falls in the low-res epochs
 
 
-@pytest.mark.parametrize("extra", [{}, _MIX_AND_EMA], ids=["plain", "mix+ema"])
+@pytest.mark.parametrize("extra", [{}, _MIX_AND_EMA, _PROGRESSIVE],
+                         ids=["plain", "mix+ema", "progressive"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_config, tmp_path,
                                                             monkeypatch, extra):
     train(tiny_config(tiny_data, tmp_path / "straight", epochs=3, **extra))
@@ -147,6 +150,42 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data, tiny_conf
     assert len(s_rows) == 3
     for key in ("train_loss", "val_loss", "val_acc"):
         assert [r[key] for r in s_rows] == [r[key] for r in r_rows], key
+
+
+class _InputSides(L.Callback):
+    """Records the side of every batch the model is trained on, per epoch."""
+
+    def __init__(self):
+        self.sides: dict[int, set[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.sides.setdefault(trainer.current_epoch, set()).add(batch[0].shape[-1])
+
+
+def test_progressive_resizing_trains_small_first_then_at_full_size(
+        tiny_data, tiny_config, tmp_path, monkeypatch):
+    import braintumor.training.run as run_mod
+
+    seen = _InputSides()
+    real_trainer = L.Trainer
+
+    def trainer_with_probe(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs["callbacks"], seen]
+        return real_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_probe)
+    # patience 1: validation at 32 px of a model still training at 24 px must neither stop
+    # the run nor become its best checkpoint.
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=3, low_res_size=24, low_res_epochs=2,
+                      patience=1, export_bundle=str(tmp_path / "exp"))
+    train(cfg)
+    assert seen.sides == {0: {24}, 1: {24}, 2: {32}}
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", map_location="cpu",
+                      weights_only=True)
+    assert best["epoch"] == 2
+    card = load_bundle(tmp_path / "exp").card  # validated and bundled at the full size
+    assert card["preprocess"]["image_size"] == 32
+    assert card["training"]["config"]["low_res_epochs"] == 2
 
 
 def test_ema_weights_are_checkpointed_and_bundled(tiny_data, tiny_config, tmp_path):
@@ -185,3 +224,28 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_data, tiny_config,
     summary = train(cfg, resume=True)
     assert summary["epochs_run"] == 3
     assert load_bundle(tmp_path / "run" / "bundle").card["training"]["resumed"] is True
+
+
+def test_group_cap_run_trains_on_capped_epochs_and_resumes_exactly(tiny_data, tiny_config,
+                                                                   tmp_path, monkeypatch):
+    import braintumor.training.data as data_mod
+
+    # The synthetic images have no near-copies; call every 2 consecutive files a group.
+    monkeypatch.setattr(data_mod, "duplicate_group_ids",
+                        lambda cached, rows: np.arange(len(rows)) // 2)
+    train(tiny_config(tiny_data, tmp_path / "straight", epochs=3, max_group_copies=1,
+                      batch_size=4))
+    with (tmp_path / "straight" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    cfg = tiny_config(tiny_data, tmp_path / "resumed", epochs=3, max_group_copies=1,
+                      batch_size=4)
+    with monkeypatch.context() as m:
+        _press_ctrl_c(m, epoch=1, batch=0)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    train(cfg, resume=True)
+    a = _weights(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    b = _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -54,6 +54,12 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     image_size: int = 128
     epochs: int = 20
+    # Progressive resizing (fast.ai; Tan & Le 2021, EfficientNetV2): the first
+    # ``low_res_epochs`` training epochs see each batch resized to ``low_res_size`` px, which
+    # costs about (low/full)^2 of a step, so more epochs fit the same time; the rest, and every
+    # validation pass, run at ``image_size``. None / 0: off.
+    low_res_size: int | None = None
+    low_res_epochs: int = 0
     batch_size: int = 64
     optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum; see configure_optimizers)
     lr: float = 3e-3  # peak learning rate of the schedule
@@ -79,6 +85,9 @@ class TrainConfig:
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
     patience: int = 8  # epochs without improvement before early stopping; 0 disables
     max_train_images: int | None = None
+    # At most this many members of each near-duplicate group of the training part per epoch
+    # (drawn anew every epoch; training/data.py GroupCappedSampler). None: every image.
+    max_group_copies: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     accelerator: str = "auto"
     devices: str = "auto"
@@ -193,6 +202,15 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("monitor must be val_loss, val_acc or val_f1")
     if cfg.image_size < 32:
         problems.append("image_size must be >= 32")
+    if cfg.max_group_copies is not None and cfg.max_group_copies < 1:
+        problems.append("max_group_copies must be >= 1 (or null for every image)")
+    if cfg.low_res_size is not None and not 32 <= cfg.low_res_size < cfg.image_size:
+        problems.append("low_res_size must be >= 32 and below image_size (or null)")
+    if cfg.low_res_epochs < 0 or cfg.low_res_epochs >= cfg.epochs:
+        problems.append("low_res_epochs must be >= 0 and leave at least one epoch at "
+                        "image_size")
+    if cfg.low_res_epochs > 0 and cfg.low_res_size is None:
+        problems.append("low_res_epochs needs low_res_size")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
 
@@ -214,9 +232,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 def overrides_from_args(args) -> dict[str, Any]:
     """The CLI flags of ``braintumor train`` that were given, as config fields."""
     names = ["data", "model", "out", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-             "image_size",
+             "image_size", "low_res_size", "low_res_epochs",
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
-             "masks", "mask_loss_weight",
+             "masks", "mask_loss_weight", "max_group_copies",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
              "export_bundle"]
     out = {n: getattr(args, n, None) for n in names}

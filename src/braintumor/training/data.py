@@ -104,9 +104,48 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return iter(torch.randperm(self.n, generator=self._generator()).tolist())
+
+
+class GroupCappedSampler(EpochSeededSampler):
+    """Each epoch, at most ``cap`` members of every near-duplicate group, shuffled.
+
+    The Kaggle notumor class is mostly copies (its 1591 Training files are 385 distinct
+    slices, in groups of up to 47 that differ only in brightness and contrast): in the bundled
+    split, about a sixth of a plain epoch goes to third and later copies of a slice. Capping
+    each group per epoch spends those steps on more epochs instead; which copies are drawn
+    changes every epoch, so over a run every file is still seen. Depends only on (seed,
+    epoch), like its base class, so a resumed run draws the same epochs; its length is the
+    same every epoch, as the learning-rate schedule's step count requires.
+    """
+
+    def __init__(self, groups: np.ndarray, cap: int, seed: int):
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+        self.cap = cap
+        self.members = [torch.from_numpy(m) for m in np.split(order, bounds)]
+        super().__init__(sum(min(cap, len(m)) for m in self.members), seed)
+
+    def __iter__(self) -> Iterator[int]:
+        g = self._generator()
+        chosen = [m if len(m) <= self.cap else m[torch.randperm(len(m), generator=g)[:self.cap]]
+                  for m in self.members]
+        rows = torch.cat(chosen)
+        return iter(rows[torch.randperm(len(rows), generator=g)].tolist())
+
+    def expected_class_counts(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
+        """Images of each class an epoch holds on average (for the class weights)."""
+        counts = np.zeros(num_classes)
+        for m in self.members:
+            idx = m.numpy()
+            counts += np.bincount(labels[idx], minlength=num_classes) * (
+                min(self.cap, len(idx)) / len(idx))
+        return counts
 
 
 @dataclass
@@ -123,8 +162,11 @@ class CacheDataModule(L.LightningDataModule):
     def __init__(self, data: str | Path, image_size: int = 128, batch_size: int = 64,
                  val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
                  eval_batch_size: int = 256, masks: str | Path | None = None,
-                 mask_empty_classes: tuple[str, ...] | list[str] = ()):
+                 mask_empty_classes: tuple[str, ...] | list[str] = (),
+                 max_group_copies: int | None = None):
         super().__init__()
+        self.max_group_copies = max_group_copies
+        self.train_groups: np.ndarray | None = None
         self.data = Path(data)
         self.pre = PreprocessConfig(image_size=image_size)
         self.batch_size = batch_size
@@ -194,6 +236,8 @@ class CacheDataModule(L.LightningDataModule):
         groups = duplicate_group_ids(cached, pool)
         tr, va, method = split_train_val(labels[pool], groups, self.val_fraction, self.seed)
         self.train_rows, self.val_rows = pool[tr], pool[va]
+        if groups is not None:
+            self.train_groups = np.asarray(groups)[tr]
         self.test_rows = np.flatnonzero(is_test)
         missing_val = sorted(set(range(len(self.classes))) - set(labels[self.val_rows].tolist()))
         if missing_val:
@@ -249,7 +293,20 @@ class CacheDataModule(L.LightningDataModule):
         self.prepare()
 
     def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels[self.train_rows], minlength=len(self.classes))
+        """Training images per class, as an epoch sees them (so with a group cap, fewer)."""
+        sampler = self._group_sampler()
+        train_labels = self.labels[self.train_rows]
+        if sampler is not None:
+            return sampler.expected_class_counts(train_labels, len(self.classes))
+        return np.bincount(train_labels, minlength=len(self.classes))
+
+    def _group_sampler(self) -> GroupCappedSampler | None:
+        if self.max_group_copies is None:
+            return None
+        if self.train_groups is None:
+            raise TrainingDataError("max_group_copies needs the duplicate grouping "
+                                    "(braintumor.data.duplicates), which is unavailable")
+        return GroupCappedSampler(self.train_groups, self.max_group_copies, self.seed)
 
     def dataset(self, name: str) -> TensorDataset:
         return self._tensors[name]
@@ -257,9 +314,9 @@ class CacheDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self._tensors["train"]
         # drop_last avoids a final batch of 1-2 images, whose batch-norm statistics are noise.
-        return DataLoader(ds, batch_size=self.batch_size,
-                          sampler=EpochSeededSampler(len(ds), self.seed),
-                          drop_last=len(ds) > self.batch_size, num_workers=0)
+        sampler = self._group_sampler() or EpochSeededSampler(len(ds), self.seed)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
+                          drop_last=len(sampler) > self.batch_size, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._tensors["val"], batch_size=self.eval_batch_size, shuffle=False)
@@ -297,7 +354,7 @@ def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: in
     return sides
 
 
-def _card_split_settings(card: dict) -> tuple | None:
+def card_split_settings(card: dict) -> tuple | None:
     """(image_size, val_fraction, seed, max_train_images) from a bundle's card, if recorded."""
     config = (card.get("training") or {}).get("config")
     if not config:
@@ -309,11 +366,11 @@ def _card_split_settings(card: dict) -> tuple | None:
 def bundle_data_module(card: dict, data: str | Path) -> CacheDataModule | None:
     """:func:`prepared_data_module` for the run a bundle's card describes; None if it records
     no training config."""
-    settings = _card_split_settings(card)
+    settings = card_split_settings(card)
     return None if settings is None else prepared_data_module(data, *settings)
 
 
 def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:
     """:func:`split_sides` for the run a bundle's card describes; None if it records none."""
-    settings = _card_split_settings(card)
+    settings = card_split_settings(card)
     return None if settings is None else split_sides(data, *settings)

@@ -66,6 +66,7 @@ class Classifier(L.LightningModule):
             # resumed from last.ckpt continues exactly as the uninterrupted one would have.
             torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step * 7919
                               + self.global_rank)
+            x, masks = self._progressive_resize(x, masks)
             self.augment.train()
             x, masks = self.augment.with_mask(x, masks)
         if self.cfg.channels_last:  # once, on what the model will see
@@ -73,6 +74,31 @@ class Classifier(L.LightningModule):
         if masks is not None:
             return x, labels, masks, mask[1]
         return x, labels
+
+    def training_resolution(self, epoch: int) -> int:
+        """The side training batches have in ``epoch`` (progressive resizing, if configured)."""
+        cfg = self.cfg
+        if cfg.low_res_size is not None and epoch < cfg.low_res_epochs:
+            return cfg.low_res_size
+        return cfg.image_size
+
+    def _progressive_resize(self, x: torch.Tensor, masks: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Shrink a training batch (and its masks) for the low-resolution epochs.
+
+        Before augmentation, so the warp also runs on the smaller batch; antialiased, so the
+        small images look like the cache would at that size rather than aliased samples of
+        it. No random numbers are drawn: the augmentation stream is the same either way.
+        """
+        side = self.training_resolution(self.current_epoch)
+        if side == x.shape[-1]:
+            return x, masks
+
+        def shrink(t: torch.Tensor) -> torch.Tensor:
+            return nn.functional.interpolate(t, size=(side, side), mode="bilinear",
+                                             antialias=True, align_corners=False)
+
+        return shrink(x), None if masks is None else shrink(masks).clamp_(0.0, 1.0)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y, *mask = batch

@@ -92,7 +92,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
 
     dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
                          cfg.max_train_images, masks=cfg.masks,
-                         mask_empty_classes=cfg.mask_empty_classes)
+                         mask_empty_classes=cfg.mask_empty_classes,
+                         max_group_copies=cfg.max_group_copies)
     summary_data = dm.prepare()
     classes = summary_data.classes
 
@@ -108,11 +109,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
           + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
           file=sys.stderr)
 
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from braintumor.training.monitoring import FullSizeCheckpoint, FullSizeEarlyStopping
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
-    best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode=mode,
-                              save_top_k=1, enable_version_counter=False)
+    full_size_from = cfg.low_res_epochs if cfg.low_res_size is not None else 0
+    best_cb = FullSizeCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor,
+                                 mode=mode, save_top_k=1, enable_version_counter=False,
+                                 from_epoch=full_size_from)
     # Lightning 2.6's save_last only refreshes last.ckpt when a best checkpoint is saved; a
     # second, unmonitored checkpoint rewrites last.ckpt at the end of every epoch instead.
     last_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
@@ -121,7 +126,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     if cfg.ema_decay is not None:
         callbacks.append(WarmupEMA(cfg.ema_decay))
     if cfg.patience and cfg.patience > 0:
-        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
+        callbacks.append(FullSizeEarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode,
+                                               from_epoch=full_size_from))
     loggers = []
     try:
         import tensorboard  # noqa: F401
@@ -221,7 +227,9 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    keys = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "schedule", "lr",
+    keys = ("model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
+            "max_group_copies",
+            "batch_size", "schedule", "lr",
             "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
             "mask_layer")
     now = cfg.to_dict()
