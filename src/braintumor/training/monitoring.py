@@ -5,8 +5,9 @@ model still trains on smaller images: its batch-norm statistics and filters are 
 another scale, so the validation loss of those epochs swings widely (run ``prog60`` of
 docs/training.md: accuracy 0.85, 0.75, 0.37, 0.85 on four consecutive epochs) and says
 nothing about the model the run will end with. Lightning's callbacks have no start epoch, so
-these subclasses skip their check (through the one hook each offers for skipping) until the
-first full-size epoch; the patience count then starts from there.
+these subclasses skip their check (through the one hook each has for skipping, private in
+Lightning 2.x: ``tests/training/test_train_run.py`` fails if a Lightning release renames
+it) until the first full-size epoch; the patience count then starts from there.
 """
 
 from __future__ import annotations
