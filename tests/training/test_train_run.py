@@ -111,16 +111,21 @@ class _CtrlC(L.Callback):
             raise KeyboardInterrupt
 
 
-def _press_ctrl_c(monkeypatch, epoch: int, batch: int) -> None:
+def _add_callback(monkeypatch, callback: L.Callback) -> None:
+    """Make the next training runs' Trainer also call ``callback``."""
     import braintumor.training.run as run_mod
 
     real_trainer = L.Trainer
 
-    def trainer_with_ctrl_c(*args, **kwargs):
-        kwargs["callbacks"] = [*kwargs["callbacks"], _CtrlC(epoch, batch)]
+    def trainer_with_callback(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs["callbacks"], callback]
         return real_trainer(*args, **kwargs)
 
-    monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_ctrl_c)
+    monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_callback)
+
+
+def _press_ctrl_c(monkeypatch, epoch: int, batch: int) -> None:
+    _add_callback(monkeypatch, _CtrlC(epoch, batch))
 
 
 _MIX_AND_EMA = dict(ema_decay=0.9, augment=AugmentConfig(mixup_alpha=0.4, cutmix_alpha=1.0))
@@ -164,16 +169,8 @@ class _InputSides(L.Callback):
 
 def test_progressive_resizing_trains_small_first_then_at_full_size(
         tiny_data, tiny_config, tmp_path, monkeypatch):
-    import braintumor.training.run as run_mod
-
     seen = _InputSides()
-    real_trainer = L.Trainer
-
-    def trainer_with_probe(*args, **kwargs):
-        kwargs["callbacks"] = [*kwargs["callbacks"], seen]
-        return real_trainer(*args, **kwargs)
-
-    monkeypatch.setattr(run_mod.L, "Trainer", trainer_with_probe)
+    _add_callback(monkeypatch, seen)
     # patience 1: validation at 32 px of a model still training at 24 px must neither stop
     # the run nor become its best checkpoint.
     cfg = tiny_config(tiny_data, tmp_path / "run", epochs=3, low_res_size=24, low_res_epochs=2,
@@ -227,7 +224,8 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_data, tiny_config,
 
 
 def test_group_cap_run_trains_on_capped_epochs_and_resumes_exactly(tiny_data, tiny_config,
-                                                                   tmp_path, monkeypatch):
+                                                                   tmp_path, monkeypatch,
+                                                                   capsys):
     import braintumor.training.data as data_mod
 
     # The synthetic images have no near-copies; call every 2 consecutive files a group.
@@ -238,6 +236,9 @@ def test_group_cap_run_trains_on_capped_epochs_and_resumes_exactly(tiny_data, ti
     with (tmp_path / "straight" / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
+    # Groups of 2 capped at 1: an epoch holds half of the training part.
+    n_fit = sum(1 for side in split_sides(tiny_data, 32, 0.25, 0).values() if side == "fit")
+    assert f"an epoch draws {n_fit // 2} of {n_fit} training images" in capsys.readouterr().err
     cfg = tiny_config(tiny_data, tmp_path / "resumed", epochs=3, max_group_copies=1,
                       batch_size=4)
     with monkeypatch.context() as m:

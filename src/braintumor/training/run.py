@@ -108,13 +108,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     print(f"{info}; precision {precision} ({probe}); split: "
           + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
           file=sys.stderr)
+    if cfg.max_group_copies is not None:
+        per_epoch = dm.class_counts()
+        print(f"max_group_copies {cfg.max_group_copies}: an epoch draws "
+              f"{int(round(per_epoch.sum()))} of {len(dm.train_rows)} training images ("
+              + ", ".join(f"{c} {n:g}" for c, n in zip(classes, per_epoch, strict=True)) + ")",
+              file=sys.stderr)
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from braintumor.training.monitoring import FullSizeCheckpoint, FullSizeEarlyStopping
 
     mode = "min" if cfg.monitor == "val_loss" else "max"
-    full_size_from = cfg.low_res_epochs if cfg.low_res_size is not None else 0
+    full_size_from = cfg.low_res_epochs  # 0 without progressive resizing (validated)
     best_cb = FullSizeCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor,
                                  mode=mode, save_top_k=1, enable_version_counter=False,
                                  from_epoch=full_size_from)
