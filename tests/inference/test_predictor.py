@@ -68,7 +68,9 @@ def test_probabilities_are_calibrated_with_the_card_temperature(predictor, tiny_
     expected = softmax(logits, TEMPERATURE)
     preds = predictor.predict(images, batch_size=3)  # crosses a batch boundary
     got = np.array([[p.probabilities[c] for c in CLASSES] for p in preds])
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # fp32 convolutions differ in the last digits between batch sizes (oneDNN picks other
+    # kernels: 1.2e-6 seen on an AVX2-only AMD EPYC), so not tighter than 1e-5.
+    np.testing.assert_allclose(got, expected, atol=1e-5)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-9)
     # The temperature really matters for these logits (otherwise the check above is vacuous).
     assert np.abs(softmax(logits, 1.0) - expected).max() > 1e-3

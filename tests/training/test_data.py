@@ -51,3 +51,27 @@ def test_expected_class_counts_follow_the_cap(cap, expected):
     labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 2, 2])
     s = GroupCappedSampler(groups, cap=cap, seed=0)
     assert s.expected_class_counts(labels, 3).tolist() == expected
+
+
+@pytest.mark.parametrize("make", [lambda: EpochSeededSampler(10, seed=3),
+                                  lambda: GroupCappedSampler(GROUPS, cap=2, seed=0)],
+                         ids=["seeded", "group-capped"])
+def test_under_ddp_the_ranks_split_each_epoch_of_our_sampler(make):
+    # Under DDP Lightning wraps a custom sampler in DistributedSamplerWrapper (shuffle off,
+    # since ours is not a RandomSampler) and calls set_epoch on the wrapper; the ranks must
+    # then share out our sampler's epoch, and the next epoch must be a new draw.
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    own = make()
+    for epoch in (0, 1):
+        shards = []
+        for rank in (0, 1):
+            wrapper = DistributedSamplerWrapper(make(), num_replicas=2, rank=rank,
+                                                shuffle=False)
+            wrapper.set_epoch(epoch)
+            shards.append(list(wrapper))
+        assert len(shards[0]) == len(shards[1]) == (len(own) + 1) // 2
+        expected = _epoch(own, epoch)
+        padded = expected + expected[:len(shards[0]) * 2 - len(expected)]
+        assert [r for pair in zip(*shards, strict=True) for r in pair] == padded
+    assert _epoch(own, 0) != _epoch(own, 1)

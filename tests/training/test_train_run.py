@@ -38,6 +38,8 @@ def test_run_writes_everything_and_lowers_the_loss(tiny_data, tiny_config, tmp_p
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     for key in ("val_loss", "val_acc", "val_f1"):
         assert rows[-1][key] != ""
+    # no masks: that column stays empty in every row, also in the rows rewritten each epoch
+    assert [r["train_mask_loss"] for r in rows] == [""] * 5
 
     loaded = load_bundle(tmp_path / "exp")
     card = loaded.card
@@ -185,6 +187,19 @@ def test_progressive_resizing_trains_small_first_then_at_full_size(
     assert card["training"]["config"]["low_res_epochs"] == 2
 
 
+def test_progressive_resizing_shrinks_the_tumour_masks_with_the_images(
+        tiny_data, tiny_config, tmp_path):
+    masks = write_masks(tiny_data, tmp_path / "masks", size=48)
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=3, low_res_size=24, low_res_epochs=2,
+                      masks=str(masks), mask_loss_weight=1.0, mask_empty_classes=["notumor"])
+    train(cfg)
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        mask_losses = [float(r["train_mask_loss"]) for r in csv.DictReader(f)]
+    # a mask loss in every epoch, small-image ones included, and one that learns
+    assert len(mask_losses) == 3 and all(0 < v < 10 for v in mask_losses)
+    assert mask_losses[-1] < mask_losses[0]
+
+
 def test_ema_weights_are_checkpointed_and_bundled(tiny_data, tiny_config, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path / "run", epochs=2, ema_decay=0.9,
                       augment=AugmentConfig(enabled=False))
@@ -250,3 +265,26 @@ def test_group_cap_run_trains_on_capped_epochs_and_resumes_exactly(tiny_data, ti
     b = _weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_cli_trains_with_ddp_on_two_cpu_processes(tiny_data, tmp_path):
+    # The multi-GPU path (--devices/--strategy) without a GPU: two CPU processes over gloo,
+    # with the near-copy cap's custom sampler, which Lightning has to shard between them.
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    out = subprocess.run(
+        [sys.executable, "-m", "braintumor", "train", "--data", str(tiny_data), "--out", str(run),
+         "--image-size", "32", "--epochs", "3", "--batch-size", "8", "--val-fraction", "0.25",
+         "--precision", "32-true", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp",
+         "--max-group-copies", "1", "--seed", "0", "--export-bundle", str(tmp_path / "exp")],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Starting with 2 processes" in out.stdout + out.stderr
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # rank 0 alone writes the log
+    card = load_bundle(tmp_path / "exp").card
+    assert card["training"]["config"]["strategy"] == "ddp"
+    assert card["metrics"]["test"]["images"] == 32  # scored once, on rank 0, unsharded

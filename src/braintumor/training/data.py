@@ -91,8 +91,9 @@ class EpochSeededSampler(Sampler[int]):
 
     ``RandomSampler`` draws from the global RNG, whose state Lightning does not checkpoint,
     so a resumed run would see a different order than an uninterrupted one. Lightning calls
-    ``set_epoch`` on any sampler that has it (and swaps in ``DistributedSampler``, which is
-    seeded the same way, under DDP).
+    ``set_epoch`` on any sampler that has it. Under DDP it wraps this sampler in
+    ``DistributedSamplerWrapper``, which forwards ``set_epoch`` and deals each rank every
+    other index of our epoch (``tests/training/test_data.py`` checks both).
     """
 
     def __init__(self, n: int, seed: int):

@@ -73,12 +73,22 @@ class EpochCSV(L.Callback):
             w = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
             w.writeheader()
             for r in rows:
-                w.writerow({k: (int(r[k]) if k == "epoch" else r.get(k)) for k in COLUMNS})
+                w.writerow({k: _cell(k, r.get(k)) for k in COLUMNS})
         tmp.replace(self.path)
 
 
 def _f(v) -> float:
     return float(v) if v is not None else math.nan
+
+
+def _cell(key: str, v):
+    """A CSV cell: a missing value stays an empty cell. ``read_metrics`` reads empty cells
+    back as NaN, and the rows of earlier epochs are rewritten every epoch, so without this a
+    column that a run does not log (``train_mask_loss`` without masks) would turn from empty
+    into "nan" one epoch later."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return int(v) if key == "epoch" else v
 
 
 def plot_curves(rows: list[dict], out: str | Path) -> Path:
