@@ -168,6 +168,7 @@ class CacheDataModule(L.LightningDataModule):
         super().__init__()
         self.max_group_copies = max_group_copies
         self.train_groups: np.ndarray | None = None
+        self._capped_sampler: GroupCappedSampler | None = None  # built once, on first use
         self.data = Path(data)
         self.pre = PreprocessConfig(image_size=image_size)
         self.batch_size = batch_size
@@ -302,12 +303,16 @@ class CacheDataModule(L.LightningDataModule):
         return np.bincount(train_labels, minlength=len(self.classes))
 
     def _group_sampler(self) -> GroupCappedSampler | None:
+        """The capped sampler (one object: the class weights and the loader use the same)."""
         if self.max_group_copies is None:
             return None
-        if self.train_groups is None:
-            raise TrainingDataError("max_group_copies needs the duplicate grouping "
-                                    "(braintumor.data.duplicates), which is unavailable")
-        return GroupCappedSampler(self.train_groups, self.max_group_copies, self.seed)
+        if self._capped_sampler is None:
+            if self.train_groups is None:
+                raise TrainingDataError("max_group_copies needs the duplicate grouping "
+                                        "(braintumor.data.duplicates), which is unavailable")
+            self._capped_sampler = GroupCappedSampler(self.train_groups, self.max_group_copies,
+                                                      self.seed)
+        return self._capped_sampler
 
     def dataset(self, name: str) -> TensorDataset:
         return self._tensors[name]

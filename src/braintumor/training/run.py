@@ -103,13 +103,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     if not resume:
         cfg.dump(out / "config.yaml")
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
-    module = Classifier(cfg, len(classes), dm.class_counts().tolist())
+    per_epoch = dm.class_counts()  # with a group cap, what an epoch holds
+    module = Classifier(cfg, len(classes), per_epoch.tolist())
     info = model_info(module.model, cfg.image_size)
     print(f"{info}; precision {precision} ({probe}); split: "
           + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
           file=sys.stderr)
     if cfg.max_group_copies is not None:
-        per_epoch = dm.class_counts()
         print(f"max_group_copies {cfg.max_group_copies}: an epoch draws "
               f"{int(round(per_epoch.sum()))} of {len(dm.train_rows)} training images ("
               + ", ".join(f"{c} {n:g}" for c, n in zip(classes, per_epoch, strict=True)) + ")",
