@@ -143,19 +143,34 @@ class BrainTumorNet(nn.Module):
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
+    @property
+    def has_tumour_head(self) -> bool:
+        """True with ``tumour_pooling``: then ``forward_with_tumour`` gives the tumour map."""
+        return self.tumour_head is not None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Centre [0, 1] input; a fixed affine keeps normalisation inside the model, so no
-        # caller can forget it (no train/serve skew).
-        x = (x - 0.5) / 0.25
-        f = self.stages(self.stem(x))
         if self.tumour_head is None:
-            return self.head(f)
-        w = torch.sigmoid(self.tumour_head(f))
+            return self.head(self._features(x))
+        return self.forward_with_tumour(x)[0]
+
+    def forward_with_tumour(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and tumour logits on the last stage's grid (see models/tumour.py)."""
+        if self.tumour_head is None:
+            raise ValueError("this braintumor-net has no tumour head (tumour_pooling is off)")
+        f = self._features(x)
+        t = self.tumour_head(f)
+        w = torch.sigmoid(t)
         # +1 in the denominator: with no tumour in sight the pooled part fades to 0 instead
         # of blowing up a few faint cells.
         under = (f * w).sum((2, 3)) / (w.sum((2, 3)) + 1.0)
         pooled = torch.cat([f.mean((2, 3)), under], dim=1)
-        return self.head[2:](pooled)  # the head's dropout and linear layer
+        return self.head[2:](pooled), t  # the head's dropout and linear layer
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        # Centre [0, 1] input; a fixed affine keeps normalisation inside the model, so no
+        # caller can forget it (no train/serve skew).
+        x = (x - 0.5) / 0.25
+        return self.stages(self.stem(x))
 
 
 @register_model("braintumor-net")
