@@ -26,12 +26,11 @@ from braintumor.evaluation.bootstrap import bootstrap_ci
 from braintumor.evaluation.calibration import (
     expected_calibration_error,
     reliability_bins,
-    softmax,
 )
 from braintumor.evaluation.leakage import Leakage, leakage_from_audit, split_by_leakage
 from braintumor.evaluation.metrics import classification_metrics
-from braintumor.inference.batch import predict_logits
 from braintumor.models import LoadedModel, ModelIntegrityError, load_bundle, model_info
+from braintumor.models.runtime import predict_logits, softmax
 
 ECE_BINS = 15
 GALLERY_CAP = 24

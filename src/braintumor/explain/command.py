@@ -76,8 +76,8 @@ def _row(path: Path, png: Path, npy: bool, e: Explanation) -> dict:
 def explain_command(args) -> int:
     from tqdm.auto import tqdm
 
-    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import inference_copy
 
     try:
         method = canonical_method(args.method)

@@ -222,7 +222,7 @@ def trained_on(card: dict, data: str | Path) -> set[str]:
     """Resolved paths of the images a bundle's run fitted on; empty if its card records no
     run. Localisation on Training images (the only ones with masks) should leave them out,
     most of all for a model trained with the masks themselves."""
-    from braintumor.training.data import bundle_split_sides
+    from braintumor.data.splits import bundle_split_sides
 
     sides = bundle_split_sides(card, data) or {}
     return {p for p, side in sides.items() if side == "fit"}
@@ -291,8 +291,8 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
 
 
 def explain_check_command(args) -> int:
-    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import inference_copy
 
     try:
         loaded = load_bundle(args.model)

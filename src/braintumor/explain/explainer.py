@@ -34,10 +34,10 @@ from braintumor.data.preprocess import (
     to_model_input,
 )
 from braintumor.data.readers import LoadedImage, read_image
-from braintumor.evaluation.calibration import softmax
 from braintumor.explain.base import AttributionMethod, TargetScore, as_index_tensor, resolve_layer
 from braintumor.explain.overlay import SHORT_DISCLAIMER, compose_panel, render_overlay, save_png
 from braintumor.explain.registry import get_method
+from braintumor.models.runtime import softmax
 
 TargetSpec = int | str | None
 

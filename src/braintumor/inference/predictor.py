@@ -30,7 +30,7 @@ import numpy as np
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import PreprocessConfig, Preprocessed, preprocess, to_model_input
 from braintumor.data.readers import LoadedImage, read_image
-from braintumor.evaluation.calibration import softmax
+from braintumor.models.runtime import softmax
 
 BACKENDS = ("torch", "onnx")
 
@@ -148,7 +148,7 @@ class Predictor:
         """Wrap an already-loaded :class:`~braintumor.models.LoadedModel` (PyTorch backend)."""
         import torch
 
-        from braintumor.inference.batch import inference_copy
+        from braintumor.models.runtime import inference_copy
 
         net = inference_copy(loaded.model)
 
@@ -304,7 +304,7 @@ class Predictor:
         with self._explain_lock:
             if self._explainer is None:
                 from braintumor.explain.explainer import Explainer
-                from braintumor.inference.batch import inference_copy
+                from braintumor.models.runtime import inference_copy
 
                 private = inference_copy(self._loaded.model)
                 self._explainer = Explainer(dataclasses.replace(self._loaded, model=private))

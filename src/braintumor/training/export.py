@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from braintumor.evaluation.calibration import fit_temperature
-from braintumor.inference.batch import predict_logits
+from braintumor.models.runtime import predict_logits
 
 
 def logits_for(model: torch.nn.Module, images_u8: np.ndarray) -> np.ndarray:

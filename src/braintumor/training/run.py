@@ -24,16 +24,18 @@ import yaml
 
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import DatasetError
+from braintumor.data.splits import TrainingDataError
 from braintumor.models import create_model, model_info, save_bundle
 from braintumor.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from braintumor.training.config import (
     ConfigError,
     TrainConfig,
+    fixed_on_resume,
     load_config,
     overrides_from_args,
     replace,
 )
-from braintumor.training.data import CacheDataModule, TrainingDataError
+from braintumor.training.data import CacheDataModule
 from braintumor.training.ema import WarmupEMA
 from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
@@ -233,11 +235,7 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    keys = ("model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
-            "max_group_copies",
-            "batch_size", "schedule", "lr",
-            "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
-            "mask_layer")
+    keys = fixed_on_resume()
     now = cfg.to_dict()
     changed = [k for k in keys if k in saved and saved[k] != now[k]]
     if changed:
