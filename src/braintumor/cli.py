@@ -1,8 +1,9 @@
 """Command line: parses arguments and hands each subcommand to the package that owns it.
 
-Each subcommand has its own ``_add_<name>`` function below; the work lives in the module
+Each subcommand has its own ``_add_<name>`` function below; the work lives in the function
 named by its ``handler`` (``module:function`` taking the parsed args, returning an exit code),
-imported only when that subcommand runs so ``braintumor --help`` stays instant.
+in the owning package's ``command.py`` (``audit`` alone still in ``data/audit.py``), imported
+only when that subcommand runs so ``braintumor --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _add_train(sub) -> None:
     p.set_defaults(data=_data_default())
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoints/last.ckpt")
-    _handler(p, "braintumor.training.run:train_command")
+    _handler(p, "braintumor.training.command:train_command")
 
 
 def _add_evaluate(sub) -> None:
@@ -65,7 +66,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--audit", help="audit JSON to take leakage from (computed when absent)")
     p.add_argument("--no-gallery", action="store_true", help="skip the misclassified-image gallery")
-    _handler(p, "braintumor.evaluation.evaluate:evaluate_command")
+    _handler(p, "braintumor.evaluation.command:evaluate_command")
 
 
 def _add_compare(sub) -> None:
@@ -74,7 +75,7 @@ def _add_compare(sub) -> None:
     p.add_argument("--data", default=_data_default())
     p.add_argument("--split", default="Testing")
     p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
-    _handler(p, "braintumor.evaluation.compare:compare_command")
+    _handler(p, "braintumor.evaluation.command:compare_command")
 
 
 def _add_explain(sub) -> None:
@@ -103,7 +104,7 @@ def _add_explain_check(sub) -> None:
     p.add_argument("--limit", type=int, default=200, help="images per check")
     p.add_argument("--layer", help="layer the CAM methods explain (default: the model's last conv)")
     p.add_argument("--out", help="write the figures as JSON here")
-    _handler(p, "braintumor.explain.evidence:explain_check_command")
+    _handler(p, "braintumor.explain.command:explain_check_command")
 
 
 def _add_predict(sub) -> None:
@@ -122,7 +123,7 @@ def _add_export(sub) -> None:
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--out", required=True)
-    _handler(p, "braintumor.inference.onnx_export:export_command")
+    _handler(p, "braintumor.inference.command:export_command")
 
 
 def _add_serve(sub) -> None:
@@ -135,7 +136,7 @@ def _add_serve(sub) -> None:
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow this origin (repeatable)")
     p.add_argument("--workers", type=int, default=1)
-    _handler(p, "braintumor.serve.app:serve_command")
+    _handler(p, "braintumor.serve.command:serve_command")
 
 
 def build_parser() -> argparse.ArgumentParser:

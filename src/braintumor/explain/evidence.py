@@ -18,8 +18,6 @@ Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sys
 import time
@@ -288,44 +286,3 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                                        "was trained on")
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
-
-
-def explain_check_command(args) -> int:
-    from braintumor.models import load_bundle
-    from braintumor.models.runtime import inference_copy
-
-    try:
-        loaded = load_bundle(args.model)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
-        return 2
-    if not args.data:
-        print("error: no dataset: pass --data or set $DATA", file=sys.stderr)
-        return 2
-    try:
-        fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
-        explainer = Explainer(fast, layer=getattr(args, "layer", None))
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        exclude = None
-        if args.masks and SPLIT_NAMES.get(args.split.lower()) == "train":
-            try:
-                exclude = trained_on(loaded.card, args.data)
-            except ValueError as exc:  # e.g. data too small to rebuild the model's split
-                print(f"warning: cannot tell which images the model trained on ({exc}); "
-                      "localisation uses all masked images", file=sys.stderr)
-        report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
-                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude)
-    except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report["model"] = {"name": loaded.name, "path": str(loaded.path),
-                       "sha256": loaded.checksum, "classes": loaded.classes}
-    print_report(report)
-    for f in report["failures"]:
-        print(f"skipped {f['path']}: {f['reason']}", file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    return 0

@@ -21,7 +21,6 @@ import copy
 import io
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -116,25 +115,3 @@ def export_onnx(loaded, out: str | Path, opset: int = OPSET) -> Path:
     side = sidecar_path(out)
     _atomic_write(side, lambda tmp: Path(tmp).write_text(text))
     return out
-
-
-def export_command(args) -> int:
-    """``braintumor export``: 0 on success, 2 when the model cannot be loaded or written."""
-    from braintumor.models import ModelIntegrityError, load_bundle
-
-    try:
-        loaded = load_bundle(args.model)
-    except (FileNotFoundError, ModelIntegrityError, KeyError) as exc:
-        hint = "" if args.model else " (no bundled model: pass --model BUNDLE)"
-        print(f"braintumor export: cannot load model: {exc}{hint}", file=sys.stderr)
-        return 2
-    try:
-        out = export_onnx(loaded, args.out)
-    except (ValueError, OSError) as exc:
-        print(f"braintumor export: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {OPSET}, dynamic batch) "
-          f"and {sidecar_path(out)}")
-    print(f"model {loaded.name}, weights sha256 {loaded.checksum[:12]}…, "
-          f"classes {', '.join(loaded.classes)}, temperature {loaded.temperature:.3f}")
-    return 0
