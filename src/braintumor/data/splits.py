@@ -35,7 +35,7 @@ class TrainingDataError(ValueError):
 
 
 def stratified_group_split(
-    labels: Sequence,
+    labels: Sequence | np.ndarray,
     groups: Sequence | np.ndarray,
     val_fraction: float,
     seed: int = 0,

@@ -14,7 +14,7 @@ from braintumor.models import ModelIntegrityError
 
 
 def _summary(m: dict) -> str:
-    def pct(x):
+    def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
     auc = m["roc_auc_macro"]

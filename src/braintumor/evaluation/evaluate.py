@@ -208,6 +208,7 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str | None
         t = time.perf_counter()
         if split_name == "test":
             leakage = pending.result() if pending is not None else leakage
+            assert leakage is not None  # given, or measured in the background above
             m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, n_resamples,
                                         seed)
         else:

@@ -112,8 +112,8 @@ def explain_command(args: argparse.Namespace) -> int:
              "failures": [{"input": p, "reason": r} for p, r in failed],
              "disclaimer": DISCLAIMER}
     (out / "explanations.json").write_text(json.dumps(index, indent=2) + "\n")
-    for path, reason in failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+    for source, reason in failed:
+        print(f"failed: {source}: {reason}", file=sys.stderr)
     print(f"{len(rows)} explained, {len(failed)} failed; written to {out}", file=sys.stderr)
     print(DISCLAIMER)
     return 1 if failed else 0

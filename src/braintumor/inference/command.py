@@ -26,6 +26,7 @@ PROGRESS_MIN_FILES = 20
 def _save_overlay(pred: Prediction, out_dir: Path, names: OutputNames) -> str:
     from PIL import Image
 
+    assert pred.overlay is not None  # the caller writes explained predictions only
     stem = Path(pred.source).stem or "image"
     path = out_dir / names(stem, f".{pred.label or 'unknown'}.gradcam.png")
     Image.fromarray(pred.overlay).save(path)

@@ -23,6 +23,12 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily at run time (torch and onnx are slow to import)
+    import onnx
+
+    from braintumor.models import LoadedModel
 
 OPSET = 18
 INPUT_NAME = "image"
@@ -37,7 +43,7 @@ def sidecar_path(onnx_path: str | Path) -> Path:
     return p.with_name(p.stem + SIDECAR_SUFFIX)
 
 
-def metadata_for(loaded) -> dict[str, str]:
+def metadata_for(loaded: LoadedModel) -> dict[str, str]:
     """The ``metadata_props`` entries (all strings, as ONNX requires) for a loaded bundle."""
     return {
         f"{META_PREFIX}model": loaded.name,
@@ -49,7 +55,7 @@ def metadata_for(loaded) -> dict[str, str]:
     }
 
 
-def export_model_proto(loaded, opset: int = OPSET):
+def export_model_proto(loaded: LoadedModel, opset: int = OPSET) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` of a :class:`~braintumor.models.LoadedModel`, metadata included."""
     import torch
 
@@ -74,6 +80,7 @@ def export_model_proto(loaded, opset: int = OPSET):
             )
     finally:
         onnx_logger.setLevel(level)
+    assert program is not None  # dynamo export without a file returns the program
     proto = program.model_proto
     proto.producer_name = "braintumor"
     del proto.metadata_props[:]
@@ -83,12 +90,12 @@ def export_model_proto(loaded, opset: int = OPSET):
     return proto
 
 
-def export_onnx_bytes(loaded, opset: int = OPSET) -> bytes:
+def export_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
     """Serialized ONNX model (used by ``Predictor.load(bundle, backend="onnx")``)."""
     return export_model_proto(loaded, opset).SerializeToString()
 
 
-def export_onnx(loaded, out: str | Path, opset: int = OPSET) -> Path:
+def export_onnx(loaded: LoadedModel, out: str | Path, opset: int = OPSET) -> Path:
     """Write ``out`` (.onnx) and its ``.card.json`` sidecar; returns the ONNX path."""
     import onnx
 

@@ -32,7 +32,8 @@ def inference_copy(model: nn.Module) -> nn.Module:
     A/B timing, one thread), with outputs equal to 1e-7. A copy, so the caller's model
     (which may be training, or hooked by Grad-CAM) is never changed.
     """
-    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time; torch's overloads do not list it.
+    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 @torch.inference_mode()

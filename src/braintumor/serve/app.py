@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from importlib import resources
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, Security, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
@@ -51,7 +51,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
             "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; "
             "form-action 'none'; frame-ancestors 'none'")
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "API key missing or wrong"},
     413: {"model": ErrorResponse, "description": "upload larger than --max-upload-mb"},
     415: {"model": ErrorResponse, "description": "not an image format this service reads"},
@@ -174,11 +174,13 @@ def api_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
         """Classify one scan and show the evidence: a Grad-CAM heatmap over it."""
         result = _classify(predictor, settings, file, explain=True)
         body = result.body
-        overlay = png_bytes(result.prediction.overlay)
+        pred = result.prediction
+        assert pred.overlay is not None and pred.heatmap is not None  # explain=True made them
+        overlay = png_bytes(pred.overlay)
         if _wants_png(format, request.headers.get("accept", "")):
             _finish(body, result.started, "explain")
             return Response(overlay, media_type="image/png", headers=_result_headers(body))
-        heatmap = png_bytes(heatmap_rgba(result.prediction.heatmap))
+        heatmap = png_bytes(heatmap_rgba(pred.heatmap))
         body["overlay_png"] = base64.b64encode(overlay).decode("ascii")
         body["heatmap_png"] = base64.b64encode(heatmap).decode("ascii")
         body["scan_png"] = base64.b64encode(png_bytes(result.loaded.pixels)).decode("ascii")

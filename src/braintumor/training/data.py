@@ -145,6 +145,7 @@ class CacheDataModule(L.LightningDataModule):
         self.masks = Path(masks) if masks else None
         self.mask_empty_classes = list(mask_empty_classes)
         self.mask_summary: dict | None = None
+        self.summary: SplitSummary  # set by prepare()
         self._prepared = False
 
     def prepare(self) -> SplitSummary:
@@ -206,6 +207,7 @@ class CacheDataModule(L.LightningDataModule):
         return self.summary
 
     def _train_masks(self, data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.masks is not None  # called only when masks were given
         rows = self.train_rows
         c = self.cached
         got = masks_for_rows([c.paths[r] for r in rows], [c.labels[r] for r in rows],

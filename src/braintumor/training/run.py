@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -93,12 +93,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     t_start = time.perf_counter()
     out = Path(cfg.out)
     last = out / "checkpoints" / "last.ckpt"
-    _check_start(cfg, out, resume)
+    data = _check_start(cfg, out, resume)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
+    dm = CacheDataModule(data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
                          cfg.max_train_images, masks=cfg.masks,
                          mask_empty_classes=cfg.mask_empty_classes,
                          max_group_copies=cfg.max_group_copies)
@@ -126,8 +126,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     return write_bundle(cfg, module, dm, split, info, run)
 
 
-def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> None:
-    """Refuse, before any work, a run that has no data or would overwrite or misread one."""
+def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> str:
+    """Refuse, before any work, a run that has no data or would overwrite or misread one;
+    returns the dataset path."""
     if cfg.data is None:
         raise TrainingError("no dataset: pass --data DIR (or set DATA)")
     ckpt_dir = out / "checkpoints"
@@ -140,6 +141,7 @@ def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> None:
                             "that run, or choose another --out (nothing was overwritten)")
     if resume:
         _check_resumable(cfg, out / "config.yaml")
+    return cfg.data
 
 
 def _print_start(cfg: TrainConfig, info: ModelInfo, probe: dict, split: SplitSummary,
@@ -186,12 +188,13 @@ def build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, FullSizeCheck
         loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
     except ImportError:  # tensorboard is a dev extra: the CSV log and curves.png remain
         pass
-    deterministic: bool | str = cfg.deterministic
+    deterministic: bool | Literal["warn"] = cfg.deterministic
     if cfg.deterministic and cfg.accelerator != "cpu":
         deterministic = "warn"  # some CUDA kernels have no deterministic variant
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices),
-        strategy=cfg.strategy, num_nodes=cfg.num_nodes, precision=cfg.precision,
+        strategy=cfg.strategy, num_nodes=cfg.num_nodes,
+        precision=cfg.precision,  # type: ignore[arg-type]  # any Lightning accepts; it checks
         callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
         deterministic=deterministic, enable_progress_bar=cfg.progress_bar,
         log_every_n_steps=10, default_root_dir=out,
@@ -238,13 +241,13 @@ def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
     if rows:
         plot_curves(rows, out / "curves.png")
     wall = time.perf_counter() - run.t_start
-    card = {
+    card: dict[str, Any] = {
         "intended_use": DISCLAIMER,
         "model": {"architecture": cfg.model, "model_kwargs": cfg.model_kwargs,
                   "parameters": info.parameters, "flops_per_image": info.flops,
                   "target_layer": getattr(model, "target_layer", None)},
         "data": {
-            "dataset": Path(cfg.data).resolve().name,
+            "dataset": dm.data.resolve().name,
             "description": "Brain Tumor MRI Dataset (Nickparvar, Kaggle, CC0): Training split, "
                            "validation carved out of it; Testing split used only for the "
                            "final test metrics",
