@@ -47,8 +47,8 @@ def run(args) -> dict:
         trained_on,
     )
     from braintumor.explain.sanity import cascading_randomisation
-    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import inference_copy
 
     torch.set_num_threads(args.threads)
     loaded = load_bundle(args.model)

@@ -12,10 +12,9 @@ from PIL import Image
 
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import preprocess
-from braintumor.evaluation.calibration import softmax
-from braintumor.inference.batch import predict_logits
 from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.models import load_bundle
+from braintumor.models.runtime import predict_logits, softmax
 
 from .conftest import CLASSES, TEMPERATURE
 

@@ -65,7 +65,7 @@ class CachedDataset:
         lookup = {c: i for i, c in enumerate(classes)}
         return np.array([lookup[lbl] for lbl in self.labels], dtype=np.int64)
 
-    def select(self, mask_or_idx) -> tuple[np.ndarray, np.ndarray]:
+    def select(self, mask_or_idx: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Row indices for a boolean mask or index list (helper for splits)."""
         idx = np.asarray(mask_or_idx)
         if idx.dtype == bool:

@@ -141,8 +141,9 @@ def fingerprint_pixels(
     lengths its denominator (see module docstring).
     """
     img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
-    thumb = np.asarray(img.resize((cfg.thumb_size, cfg.thumb_size), Image.BOX), np.float32)
-    detail = np.asarray(img.resize((cfg.detail_size, cfg.detail_size), Image.BOX), np.float32)
+    box = Image.Resampling.BOX
+    thumb = np.asarray(img.resize((cfg.thumb_size, cfg.thumb_size), box), np.float32)
+    detail = np.asarray(img.resize((cfg.detail_size, cfg.detail_size), box), np.float32)
     # Smoothing once and taking central differences costs half of two derivative-of-Gaussian
     # filters and gives the same directions to well within the threshold's margin.
     smooth = ndimage.gaussian_filter(detail, cfg.gradient_sigma, truncate=3.0)
@@ -181,7 +182,7 @@ def _fingerprint_file(args: tuple[str | np.ndarray, str, DuplicateConfig]):
         rec.error = f"{exc.__class__.__name__}: {exc}"
         return rec, None
     m = loaded.meta
-    rec.size, rec.mode, rec.format = tuple(m.original_size), m.mode, m.format
+    rec.size, rec.mode, rec.format = m.original_size, m.mode, m.format
     rec.pixel_hash = _pixel_hash(loaded.pixels)
     return rec, feats
 

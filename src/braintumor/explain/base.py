@@ -82,7 +82,7 @@ def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Mo
     return name, modules[name]
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """(N, 1, h, w) layer maps -> (N, S, S) input-resolution maps (bilinear, via captum)."""
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = LayerAttribution.interpolate(maps, size, interpolate_mode="bilinear")

@@ -18,15 +18,14 @@ Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -100,7 +99,8 @@ def load_items(samples: Sequence[Sample], explainer: Explainer, data_root: Path 
 
 
 def sanity_and_faithfulness(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
-                            steps: int = 20, seed: int = 0, progress=None) -> dict:
+                            steps: int = 20, seed: int = 0,
+                            progress: Callable[[str], None] | None = None) -> dict:
     """Both model-side checks for every method on the same images."""
     images = np.stack([it.pre.image for it in items])
     sanity, faith = [], []
@@ -137,7 +137,7 @@ def with_masks(samples: Sequence[Sample], masks: Path, root: Path,
             and mask_path(masks, root, s.path).is_file()]
 
 
-def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray],
+def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray] | np.ndarray,
                crop_threshold: float, heads: Sequence[np.ndarray] | None = None
                ) -> LocalisationSummary:
     """Localisation of ready maps on the model grid (one per item, in [0, 1]) against the
@@ -147,7 +147,8 @@ def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray],
     for i, it in enumerate(items):
         heat = np.clip(map_to_original(maps[i], it.pre.crop), 0, 1)
         head = heads[i] if heads is not None else head_mask(it.pixels, crop_threshold)
-        rows.append((it.label, localisation_scores(heat, it.mask, head)))
+        # An item without a mask is refused there (ValueError), as before this was typed.
+        rows.append((it.label, localisation_scores(heat, it.mask, head)))  # type: ignore[arg-type]
     return summarise(method, rows)
 
 
@@ -171,7 +172,9 @@ def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[
         batch = explainer.explain_batch(images, method, targets, batch_size=batch_size)
         predictions = batch.predictions
         out.append(score_maps(batch.method, items, batch.maps, threshold, heads).to_dict())
-    acc = _accuracy(explainer, predictions, [it.label for it in items]) if items else None
+    # predictions is set once any method ran, which non-empty items and methods guarantee.
+    acc = (_accuracy(explainer, predictions, [it.label for it in items])  # type: ignore[arg-type]
+           if items else None)
     return {"n_images": len(items), "target": target, "accuracy_on_these": acc,
             "geometry": "original image (map_to_original)", "methods": out}
 
@@ -180,7 +183,7 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def print_report(report: dict, out=None) -> None:
+def print_report(report: dict, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up per call, so redirections (and capsys) apply
     p = lambda *a: print(*a, file=out)  # noqa: E731
     mf = report.get("model_faithfulness")
@@ -222,7 +225,7 @@ def trained_on(card: dict, data: str | Path) -> set[str]:
     """Resolved paths of the images a bundle's run fitted on; empty if its card records no
     run. Localisation on Training images (the only ones with masks) should leave them out,
     most of all for a model trained with the masks themselves."""
-    from braintumor.training.data import bundle_split_sides
+    from braintumor.data.splits import bundle_split_sides
 
     sides = bundle_split_sides(card, data) or {}
     return {p for p, side in sides.items() if side == "fit"}
@@ -288,44 +291,3 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                                        "was trained on")
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
-
-
-def explain_check_command(args) -> int:
-    from braintumor.inference.batch import inference_copy
-    from braintumor.models import load_bundle
-
-    try:
-        loaded = load_bundle(args.model)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
-        return 2
-    if not args.data:
-        print("error: no dataset: pass --data or set $DATA", file=sys.stderr)
-        return 2
-    try:
-        fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
-        explainer = Explainer(fast, layer=getattr(args, "layer", None))
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        exclude = None
-        if args.masks and SPLIT_NAMES.get(args.split.lower()) == "train":
-            try:
-                exclude = trained_on(loaded.card, args.data)
-            except ValueError as exc:  # e.g. data too small to rebuild the model's split
-                print(f"warning: cannot tell which images the model trained on ({exc}); "
-                      "localisation uses all masked images", file=sys.stderr)
-        report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
-                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude)
-    except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report["model"] = {"name": loaded.name, "path": str(loaded.path),
-                       "sha256": loaded.checksum, "classes": loaded.classes}
-    print_report(report)
-    for f in report["failures"]:
-        print(f"skipped {f['path']}: {f['reason']}", file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    return 0

@@ -24,13 +24,17 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import PreprocessConfig, Preprocessed, preprocess, to_model_input
 from braintumor.data.readers import LoadedImage, read_image
-from braintumor.evaluation.calibration import softmax
+from braintumor.models.runtime import softmax
+
+if TYPE_CHECKING:
+    from braintumor.explain.explainer import Explainer
 
 BACKENDS = ("torch", "onnx")
 
@@ -106,7 +110,7 @@ class Predictor:
         self.path = path
         self._logits_fn = logits_fn
         self._loaded = loaded_model  # LoadedModel (PyTorch) when available: Grad-CAM needs it
-        self._explainer = None
+        self._explainer: Explainer | None = None  # built on first use
         self._explain_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
@@ -122,8 +126,7 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        is_onnx_file = path is not None and Path(path).suffix.lower() == ".onnx"
-        if is_onnx_file:
+        if path is not None and Path(path).suffix.lower() == ".onnx":
             if backend != "onnx":
                 backend = "onnx"  # an .onnx file can only run on onnxruntime
             from braintumor.inference.onnx_runtime import OnnxModel
@@ -148,7 +151,7 @@ class Predictor:
         """Wrap an already-loaded :class:`~braintumor.models.LoadedModel` (PyTorch backend)."""
         import torch
 
-        from braintumor.inference.batch import inference_copy
+        from braintumor.models.runtime import inference_copy
 
         net = inference_copy(loaded.model)
 
@@ -282,7 +285,7 @@ class Predictor:
             ))
         if explain:
             t1 = time.perf_counter()
-            maps = self._explain(prepared, [pred.label for pred in out])
+            maps = self._explain(prepared, [str(pred.label) for pred in out])
             share = (time.perf_counter() - t1) / len(prepared)
             for pred, (heatmap, overlay) in zip(out, maps, strict=True):
                 pred.heatmap, pred.overlay = heatmap, overlay
@@ -304,7 +307,7 @@ class Predictor:
         with self._explain_lock:
             if self._explainer is None:
                 from braintumor.explain.explainer import Explainer
-                from braintumor.inference.batch import inference_copy
+                from braintumor.models.runtime import inference_copy
 
                 private = inference_copy(self._loaded.model)
                 self._explainer = Explainer(dataclasses.replace(self._loaded, model=private))

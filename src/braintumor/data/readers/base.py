@@ -91,7 +91,7 @@ def check_geometry(source: str, height: int, width: int, max_pixels: int) -> Non
 
 def check_content(source: str, pixels: np.ndarray) -> None:
     """Refuse a decoded slice that holds no image (constant or near-constant intensity)."""
-    check_geometry(source, *pixels.shape, max_pixels=pixels.size)
+    check_geometry(source, pixels.shape[0], pixels.shape[1], max_pixels=pixels.size)
     std = float(pixels.std(dtype=np.float64))
     if std < BLANK_STD_FRACTION * 255:
         level = int(np.median(pixels))
