@@ -104,6 +104,8 @@ def _add_explain_check(sub) -> None:
     p.add_argument("--limit", type=int, default=200, help="images per check")
     p.add_argument("--layer", help="layer the CAM methods explain (default: the model's last conv)")
     p.add_argument("--out", help="write the figures as JSON here")
+    p.add_argument("--write-card", action="store_true",
+                   help="record the figures in the model bundle's card.json (`evidence`)")
     _handler(p, "braintumor.explain.command:explain_check_command")
 
 

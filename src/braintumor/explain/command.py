@@ -20,7 +20,12 @@ from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError
 from braintumor.data.errors import ImageReadError
 from braintumor.data.inputs import OutputNames, expand_inputs
-from braintumor.explain.evidence import print_report, run_evidence, trained_on
+from braintumor.explain.evidence import (
+    card_tumour_threshold,
+    print_report,
+    run_evidence,
+    trained_on,
+)
 from braintumor.explain.explainer import Explainer, Explanation
 from braintumor.explain.overlay import colormap_lut
 from braintumor.explain.registry import canonical_method
@@ -144,12 +149,14 @@ def explain_check_command(args: argparse.Namespace) -> int:
                 print(f"warning: cannot tell which images the model trained on ({exc}); "
                       "localisation uses all masked images", file=sys.stderr)
         report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
-                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude)
+                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude,
+                              tumour_threshold=card_tumour_threshold(loaded.card))
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report["model"] = {"name": loaded.name, "path": str(loaded.path),
                        "sha256": loaded.checksum, "classes": loaded.classes}
+    report["command"] = check_command_line(args)
     print_report(report)
     for f in report["failures"]:
         print(f"skipped {f['path']}: {f['reason']}", file=sys.stderr)
@@ -158,4 +165,28 @@ def explain_check_command(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
+    if getattr(args, "write_card", False):
+        from braintumor.explain.evidence_card import evidence_section, write_evidence
+        from braintumor.models import ModelIntegrityError
+
+        section = evidence_section(report["command"], report.get("localisation"), args.split,
+                                   bool(exclude), report.get("model_faithfulness"), args.split)
+        try:
+            card = write_evidence(loaded.path, section, loaded.checksum)
+        except (OSError, ModelIntegrityError) as exc:
+            print(f"error: the evidence was not recorded in the card: {exc}", file=sys.stderr)
+            return 1
+        print(f"recorded the evidence in {card}", file=sys.stderr)
     return 0
+
+
+def check_command_line(args: argparse.Namespace) -> str:
+    """The ``braintumor explain-check`` line that reproduces ``args``' figures."""
+    parts = ["braintumor explain-check"]
+    for flag, value in (("--model", args.model), ("--data", args.data),
+                        ("--split", args.split), ("--masks", args.masks),
+                        ("--methods", args.methods), ("--limit", args.limit),
+                        ("--layer", getattr(args, "layer", None))):
+        if value is not None:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)

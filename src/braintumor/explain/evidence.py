@@ -7,11 +7,16 @@ chance" would score (see the modules for the details):
   weights, on images of ``--split``;
 - faithfulness (:mod:`.faithfulness`): deletion/insertion AUCs vs. a random pixel order, on the
   same images;
-- localisation (:mod:`.localisation`, only with ``--masks``): pointing game, energy pointing
-  game and top-10/20 % IoU against tumour masks, per class, vs. a uniform map. The public masks
-  cover *Training* images only: run it with ``--split Training``, and the command leaves out
-  the images the model was fitted on (:func:`trained_on`, from the split its card records),
-  so the figures describe images it has not seen.
+- localisation (:mod:`.localisation`, only with ``--masks``): pointing game (strict and
+  within 15 px), energy pointing game and energy ratio, top-10/20 % IoU and Dice/IoU of the
+  binarised map against tumour masks, per class, each vs. its chance baseline; for a model
+  with a tumour head (:mod:`braintumor.models.tumour`) its own tumour map is scored the same
+  way, and at the card's ``tumour_threshold``. The public masks cover *Training* images
+  only: run it with ``--split Training``, and the command leaves out the images the model was
+  fitted on (:func:`trained_on`, from the split its card records), so the figures describe
+  images it has not seen (the sanity and faithfulness checks then leave them out too).
+
+``--write-card`` records the figures in the measured bundle's card (:mod:`.evidence_card`).
 
 Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 """
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import torch
 
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError, Sample, discover
@@ -45,6 +51,14 @@ from braintumor.explain.localisation import (
 )
 from braintumor.explain.registry import canonical_method
 from braintumor.explain.sanity import PASS_BELOW, model_randomisation_check
+from braintumor.models.tumour import (
+    DEFAULT_TUMOUR_THRESHOLD,
+    has_tumour_head,
+    tumour_probabilities,
+)
+
+TUMOUR_HEAD = "tumour-head"
+"""Name the model's own tumour map is reported under, beside the attribution methods."""
 
 
 @dataclass
@@ -138,23 +152,48 @@ def with_masks(samples: Sequence[Sample], masks: Path, root: Path,
 
 
 def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray] | np.ndarray,
-               crop_threshold: float, heads: Sequence[np.ndarray] | None = None
-               ) -> LocalisationSummary:
+               crop_threshold: float, heads: Sequence[np.ndarray] | None = None,
+               threshold: float | None = None) -> LocalisationSummary:
     """Localisation of ready maps on the model grid (one per item, in [0, 1]) against the
-    items' masks, each map brought back to its image's own geometry first. Any map scores
-    alike: an attribution method's, or a tumour map a model predicts itself."""
+    items' masks, each map brought back to its image's own (native) geometry first. Any map
+    scores alike: an attribution method's, or a tumour map a model predicts itself (then pass
+    its probability ``threshold`` to score the outline it would draw)."""
     rows = []
     for i, it in enumerate(items):
         heat = np.clip(map_to_original(maps[i], it.pre.crop), 0, 1)
         head = heads[i] if heads is not None else head_mask(it.pixels, crop_threshold)
         # An item without a mask is refused there (ValueError), as before this was typed.
-        rows.append((it.label, localisation_scores(heat, it.mask, head)))  # type: ignore[arg-type]
+        rows.append((it.label, localisation_scores(heat, it.mask, head,  # type: ignore[arg-type]
+                                                   threshold=threshold)))
     return summarise(method, rows)
 
 
+def tumour_maps(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """(N, S, S) tumour probabilities of a model with a tumour head, on the model grid."""
+    from braintumor.data.preprocess import to_model_input
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = to_model_input(images[i : i + batch_size]).to(device, torch.float32)
+            out.append(tumour_probabilities(model, x)[1][:, 0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def card_tumour_threshold(card: dict | None) -> float:
+    """The probability a card says a tumour pixel needs (``tumour_threshold``), else the
+    contract's default."""
+    value = (card or {}).get("tumour_threshold")
+    return float(value) if value is not None else DEFAULT_TUMOUR_THRESHOLD
+
+
 def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
-                 target: str = "predicted", batch_size: int = 32) -> dict:
-    """Localisation scores of each method's maps (original geometry) on images with masks.
+                 target: str = "predicted", batch_size: int = 32,
+                 tumour_threshold: float = DEFAULT_TUMOUR_THRESHOLD) -> dict:
+    """Localisation scores of each method's maps (original geometry) on images with masks,
+    and of the model's own tumour map when it has a tumour head (under ``tumour_head``,
+    binarised at ``tumour_threshold`` too).
 
     ``target``: "predicted" explains what the model decided (what a user sees); "label"
     explains the true class (the class the mask belongs to).
@@ -171,12 +210,18 @@ def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[
             break
         batch = explainer.explain_batch(images, method, targets, batch_size=batch_size)
         predictions = batch.predictions
-        out.append(score_maps(batch.method, items, batch.maps, threshold, heads).to_dict())
+        out.append({**score_maps(batch.method, items, batch.maps, threshold, heads).to_dict(),
+                    "layer": batch.layer})
     # predictions is set once any method ran, which non-empty items and methods guarantee.
     acc = (_accuracy(explainer, predictions, [it.label for it in items])  # type: ignore[arg-type]
            if items else None)
-    return {"n_images": len(items), "target": target, "accuracy_on_these": acc,
-            "geometry": "original image (map_to_original)", "methods": out}
+    report = {"n_images": len(items), "target": target, "accuracy_on_these": acc,
+              "geometry": "original image (map_to_original)", "methods": out}
+    if images is not None and has_tumour_head(explainer.model):
+        maps = tumour_maps(explainer.model, images, batch_size)
+        head_summary = score_maps(TUMOUR_HEAD, items, maps, threshold, heads, tumour_threshold)
+        report["tumour_head"] = {**head_summary.to_dict(), "threshold": tumour_threshold}
+    return report
 
 
 def _fmt(v) -> str:
@@ -205,20 +250,48 @@ def print_report(report: dict, out: TextIO | None = None) -> None:
               f" {f['random_insertion']['auc']:7.3f} {f['random_block_insertion']['auc']:7.3f}")
     loc = report.get("localisation")
     if loc:
-        p(f"\nLocalisation against tumour masks, {loc['n_images']} images "
-          f"(explaining the {loc['target']} class); random baseline in brackets")
-        for m in loc["methods"]:
-            p(f"  {m['method']}")
-            for name, s in [("all", m["overall"]), *m["per_class"].items()]:
-                p(f"    {name:<11} n={s['n']:<4} pointing {_fmt(s['pointing_game'])} "
-                  f"[{_fmt(s['random_pointing_game'])}; head "
-                  f"{_fmt(s.get('random_pointing_game_in_head'))}]  energy "
-                  f"{_fmt(s['energy_pointing_game'])} [{_fmt(s['random_energy_pointing_game'])}]"
-                  f"  IoU@10% {_fmt(s['iou_top10'])} [{_fmt(s['random_iou_top10'])}]"
-                  f"  IoU@20% {_fmt(s['iou_top20'])} [{_fmt(s['random_iou_top20'])}]")
+        print_localisation(loc, out)
     for note in report.get("notes", []):
         p(f"note: {note}")
     p(DISCLAIMER)
+
+
+def _ci(s: dict, key: str) -> str:
+    ci = (s.get("ci95") or {}).get(key)
+    return f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+
+
+def print_localisation(loc: dict, out=None) -> None:
+    """The localisation table: per method (and the tumour head), overall and per class."""
+    out = out or sys.stdout
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nLocalisation against tumour masks, {loc['n_images']} images (explaining the "
+      f"{loc['target']} class), on the images' native grid; chance in brackets, bootstrap "
+      "95 % interval in parentheses")
+    rows = list(loc["methods"])
+    if loc.get("tumour_head"):
+        rows.append(loc["tumour_head"])
+    for m in rows:
+        where = f" at {m['layer']}" if m.get("layer") else ""
+        thr = f" (threshold {m['threshold']:.2f})" if "threshold" in m else ""
+        p(f"  {m['method']}{where}{thr}")
+        for name, s in [("all", m["overall"]), *m["per_class"].items()]:
+            p(f"    {name:<11} n={s['n']:<4} pointing {_fmt(s['pointing_game'])}"
+              f"{_ci(s, 'pointing_game')} [head {_fmt(s.get('random_pointing_game_in_head'))}]"
+              f"  within 15 px {_fmt(s.get('pointing_game_15px'))}"
+              f"{_ci(s, 'pointing_game_15px')} "
+              f"[head {_fmt(s.get('random_pointing_game_15px_in_head'))}]")
+            p(f"    {'':<11}        energy {_fmt(s['energy_pointing_game'])} "
+              f"[{_fmt(s['random_energy_pointing_game'])}]  ratio {_fmt(s.get('energy_ratio'))}"
+              f" median {_fmt(s.get('energy_ratio_median'))} [1; head "
+              f"{_fmt(s.get('random_energy_ratio_in_head'))}]  IoU@10% {_fmt(s['iou_top10'])} "
+              f"[{_fmt(s['random_iou_top10'])}]")
+            for rule, label in (("max15", ">=15% max"), ("area", "mask-sized"),
+                                ("at_threshold", "at threshold")):
+                if f"dice_{rule}" in s:
+                    p(f"    {'':<11}        Dice {label} {_fmt(s[f'dice_{rule}'])} "
+                      f"[{_fmt(s[f'random_dice_{rule}'])}]  IoU {_fmt(s[f'iou_{rule}'])} "
+                      f"[{_fmt(s[f'random_iou_{rule}'])}]")
 
 
 def trained_on(card: dict, data: str | Path) -> set[str]:
@@ -235,11 +308,13 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                  methods: Sequence[str] = ("gradcam",), limit: int | None = 200,
                  masks: str | Path | None = None, steps: int = 20, seed: int = 0,
                  localisation_target: str = "predicted", model_checks: bool = True,
-                 log=None, exclude: Collection[str] | None = None) -> dict:
+                 log=None, exclude: Collection[str] | None = None,
+                 tumour_threshold: float = DEFAULT_TUMOUR_THRESHOLD) -> dict:
     """All checks on a dataset folder; returns the report (what ``--out`` writes).
     ``model_checks=False`` skips sanity and faithfulness (localisation only); ``exclude``:
-    resolved paths kept out of localisation (the images the model was trained on, see
-    :func:`trained_on`)."""
+    resolved paths kept out of every check (the images the model was trained on, see
+    :func:`trained_on`); ``tumour_threshold``: where a tumour head's map counts as tumour
+    (the card's, :func:`card_tumour_threshold`)."""
     log = log or (lambda msg: None)
     methods = [canonical_method(m) for m in methods]
     index = discover(data)
@@ -259,7 +334,11 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
     }
     t0 = time.perf_counter()
     if model_checks:
-        chosen = stratified_sample(pool, limit, seed)
+        unseen = [s for s in pool if os.path.realpath(s.path) not in exclude] if exclude else pool
+        if len(unseen) < len(pool):
+            report["notes"].append(f"sanity and faithfulness used only {split} images the "
+                                   f"model did not train on ({len(unseen)} of {len(pool)})")
+        chosen = stratified_sample(unseen, limit, seed)
         items, failed = load_items(chosen, explainer)
         report["failures"] += [{"path": p, "reason": r} for p, r in failed]
         log(f"sanity + faithfulness on {len(items)} images, methods: {', '.join(methods)}")
@@ -284,7 +363,8 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
             items, failed = load_items(chosen, explainer, index.root, masks)
             report["failures"] += [{"path": p, "reason": r} for p, r in failed]
             log(f"localisation on {len(items)} images with masks")
-            report["localisation"] = localisation(explainer, items, methods, localisation_target)
+            report["localisation"] = localisation(explainer, items, methods, localisation_target,
+                                                  tumour_threshold=tumour_threshold)
             report["localisation"]["images_with_masks_in_split"] = len(with_mask)
             if split_key == "train" and not exclude:
                 report["notes"].append("localisation used Training images, which the model "
