@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
+from braintumor.data.processes import process_pool
 from braintumor.data.preprocess import CropInfo, PreprocessConfig, preprocess
 from braintumor.data.readers import READER_VERSION, read_image
 
@@ -169,7 +169,7 @@ def _build_entry(entry, samples, hashes, unreadable, cfg, key, workers, progress
     jobs = [(str(samples[i].path), cfg.to_dict()) for i in todo]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             decoded = list(
                 tqdm(pool.map(_decode_one, jobs, chunksize=32), total=len(jobs),
                      disable=not progress, desc="decoding", unit="img")
