@@ -26,8 +26,8 @@ import numpy as np
 
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
-from braintumor.data.processes import process_pool
 from braintumor.data.preprocess import CropInfo, PreprocessConfig, preprocess
+from braintumor.data.processes import process_pool
 from braintumor.data.readers import READER_VERSION, read_image
 
 CACHE_FORMAT = 1

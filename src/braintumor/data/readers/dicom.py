@@ -29,6 +29,7 @@ from braintumor.data.readers.base import (
     scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.frame_header import check_encapsulated_frame
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -108,6 +109,7 @@ class DicomReader(ImageReader):
         if n_frames > 1:
             notes.append(warn(source, f"multi-frame DICOM ({n_frames} frames): using the first"))
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        check_encapsulated_frame(ds, source, max_pixels, n_frames)  # before any decoding
         frame = _decode_first_frame(ds, source, n_frames)
 
         if photometric in ("MONOCHROME1", "MONOCHROME2"):
