@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor._warnings_lock import WARNINGS_LOCK
+from braintumor._warnings_lock import WARNINGS_LOCK, ignoring_warnings_from
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers.base import (
     DEFAULT_MAX_PIXELS,
@@ -151,8 +151,10 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
     failure = None
-    with WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # Not under WARNINGS_LOCK: decoding a large frame takes long, and the lock would make
+    # every other request that silences a warning wait for it. The data set holds
+    # pixel-module elements only, so what pydicom warns here is noise, not patient data.
+    with ignoring_warnings_from(r"pydicom(\.|$)"):
         try:
             # index=0 decodes one frame only: a 500-frame cine costs no more than one slice.
             frame = pixel_array(ds, index=0 if n_frames > 1 else None)
