@@ -46,28 +46,32 @@ def _add_train(sub) -> None:
     p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
     p.add_argument("--model", help="model name from the registry (default: braintumor-net)")
     p.add_argument("--out", help="run directory")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=int, help="training epochs (upper bound with --patience)")
+    p.add_argument("--batch-size", type=int, help="images per training step")
     # No argparse choices: the config's validation holds the one list of optimizers (and
     # importing it here would slow every command's start).
     p.add_argument("--optimizer", help="adamw (default), adam, or sgd (Nesterov momentum; "
                                        "OneCycle cycles it between 0.95 and 0.85)")
     p.add_argument("--lr", type=float, help="peak learning rate of the schedule")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW) or L2")
+    p.add_argument("--image-size", type=int, help="model input size in pixels (square)")
     p.add_argument("--low-res-size", type=int,
                    help="progressive resizing: train the first --low-res-epochs at this size")
-    p.add_argument("--low-res-epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--class-weights", choices=["on", "off"])
-    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--low-res-epochs", type=int,
+                   help="how many first epochs train at --low-res-size")
+    p.add_argument("--seed", type=int, help="random seed (split, initialisation, order)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training split held out for validation")
+    p.add_argument("--class-weights", choices=["on", "off"],
+                   help="weight the loss by inverse class frequency")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing of the loss (0-1)")
     p.add_argument("--ema-decay", type=float,
                    help="keep an exponential moving average of the weights (e.g. 0.995)")
     p.add_argument("--masks", help="folder of tumour masks mirroring the dataset: adds an "
                                    "auxiliary loss on where the tumour is (training only)")
     p.add_argument("--mask-loss-weight", type=float, help="weight of that loss (default 0.5)")
-    p.add_argument("--patience", type=int)
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation score")
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     p.add_argument("--max-group-copies", type=int,
                    help="per epoch, train on at most this many of each near-duplicate group")
@@ -76,7 +80,7 @@ def _add_train(sub) -> None:
     p.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
     p.add_argument("--devices", help="Lightning devices, e.g. 1, 4 or auto")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--num-nodes", type=int)
+    p.add_argument("--num-nodes", type=int, help="machines for multi-node training (Lightning)")
     p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed, 16-mixed")
     p.add_argument("--num-threads", type=int, help="torch CPU threads")
     p.add_argument("--export-bundle", help="also write the trained model as a bundle here")
@@ -98,9 +102,10 @@ def _add_evaluate(sub) -> None:
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="headline metrics of several models on the same data")
     p.add_argument("models", nargs="+", help="run directories, bundles or evaluation folders")
-    p.add_argument("--data", default=_data_default())
-    p.add_argument("--split", default="Testing")
-    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--split", default="Testing", help="split to compare on (default: Testing)")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="output format (default: table)")
     _handler(p, "braintumor.evaluation.compare:compare_command")
 
 
@@ -113,10 +118,10 @@ def _add_explain(sub) -> None:
                    help="gradcam, gradcam++, guided-gradcam, occlusion, integrated-gradients")
     p.add_argument("--target-class", help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="layer name to explain (default: the model's last conv)")
-    p.add_argument("--colormap", default="jet")
+    p.add_argument("--colormap", default="jet", help="matplotlib colour map (default: jet)")
     p.add_argument("--alpha", type=float, default=0.45, help="overlay opacity")
     p.add_argument("--save-npy", action="store_true", help="also save the raw map as .npy")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
     _handler(p, "braintumor.explain.command:explain_command")
 
 
@@ -124,7 +129,7 @@ def _add_explain_check(sub) -> None:
     p = sub.add_parser("explain-check", help="sanity, faithfulness and localisation of heatmaps")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
-    p.add_argument("--split", default="Testing")
+    p.add_argument("--split", default="Testing", help="split to check (default: Testing)")
     p.add_argument("--masks", help="folder of binary tumour masks mirroring the dataset layout")
     p.add_argument("--methods", default="gradcam", help="comma-separated methods")
     p.add_argument("--limit", type=int, default=200, help="images per check")
@@ -137,31 +142,52 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify scans (research use, not a diagnosis)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", help="model bundle or .onnx file (default: the bundled model)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the model with PyTorch or onnxruntime (default: torch)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output format on stdout (default: table)")
     p.add_argument("--explain", metavar="DIR", help="also write Grad-CAM overlays here")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     _handler(p, "braintumor.inference.command:predict_command")
 
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
-    p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
     _handler(p, "braintumor.inference.onnx_export:export_command")
 
 
 def _add_serve(sub) -> None:
+    from braintumor.serve import settings as limits  # light: the defaults live there
+
     p = sub.add_parser("serve", help="REST API and web page")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--api-key", default=None, help="require this key (or $BRAINTUMOR_API_KEY)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="largest upload accepted, in MB (default: 20)")
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow this origin (repeatable)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes, each with its own model copy (default: 1)")
+    # Memory and time per request (serve/limits.py, docs/serve.md); defaults in settings.py.
+    p.add_argument("--max-side", type=int, default=limits.DEFAULT_MAX_SIDE,
+                   help="decode larger images reduced to this many pixels per side; 0: never "
+                        "(default: 2048)")
+    p.add_argument("--decode-budget-mb", type=float, default=limits.DEFAULT_DECODE_BUDGET_MB,
+                   help="memory all requests decoding at once may use, estimated from the "
+                        "image headers (default: 768)")
+    p.add_argument("--max-decodes", type=int, default=limits.DEFAULT_MAX_DECODES,
+                   help="requests decoding at once (default: 4)")
+    p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
+                   help="seconds a request waits for decode room before a 503 (default: 30)")
+    p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
+                   help="seconds a request body may take to arrive before a 408 "
+                        "(default: 120)")
     _handler(p, "braintumor.serve.app:serve_command")
 
 

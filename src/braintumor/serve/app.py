@@ -32,6 +32,7 @@ from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
 from braintumor.serve.guard import UploadGuard, key_matches, too_large_error, unauthorized_error
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
+from braintumor.serve.limits import DecodeSlots, decode_reservation
 from braintumor.serve.schemas import (
     ErrorResponse,
     ExplanationResponse,
@@ -91,6 +92,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     page = _page_html()
+    slots = app.state.decode_slots = DecodeSlots(
+        settings.max_decodes, settings.decode_budget_bytes, settings.decode_wait_seconds)
 
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="required when the server has an API key")
@@ -131,12 +134,15 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         data = file.file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise too_large_error(settings.max_upload_bytes)
-        loaded = decode_upload(data, upload_name(file.filename), settings.max_pixels)
-        try:
-            pred = predictor.predict_one(loaded, explain=explain)
-        except ImageReadError as exc:
-            raise ApiError(422, "unreadable_image", f"The scan cannot be used: {exc.reason}.") \
-                from None
+        name = upload_name(file.filename)
+        # Priced from the header and held until the model is done: bounds memory per upload.
+        with decode_reservation(slots, data, name, settings.max_side, explain):
+            loaded = decode_upload(data, name, settings.max_pixels, settings.max_side)
+            try:
+                pred = predictor.predict_one(loaded, explain=explain)
+            except ImageReadError as exc:
+                raise ApiError(422, "unreadable_image",
+                               f"The scan cannot be used: {exc.reason}.") from None
         h, w = loaded.meta.original_size
         body = {"label": pred.label, "confidence": pred.confidence,
                 "probabilities": pred.probabilities, "model": pred.model,
@@ -230,10 +236,7 @@ def app_from_env() -> FastAPI:
     string, so the model path and settings travel in the environment (the API key in
     ``$BRAINTUMOR_API_KEY``), and every worker loads its own copy of the model once."""
     config = json.loads(os.environ[SERVE_CONFIG_ENV])
-    settings = ServeSettings(max_upload_bytes=config["max_upload_bytes"],
-                             api_key=os.environ.get(API_KEY_ENV) or None,
-                             cors_origins=tuple(config["cors_origins"]),
-                             max_pixels=config["max_pixels"])
+    settings = ServeSettings.from_json(config["settings"], os.environ.get(API_KEY_ENV) or None)
     predictor = Predictor.load(config["model"])
     _warm_up(predictor)
     return create_app(predictor, settings)
@@ -269,8 +272,7 @@ def serve_command(args) -> int:
         return 0
     os.environ[SERVE_CONFIG_ENV] = json.dumps({
         "model": str(predictor.path) if predictor.path else None,
-        "max_upload_bytes": settings.max_upload_bytes,
-        "cors_origins": list(settings.cors_origins), "max_pixels": settings.max_pixels})
+        "settings": settings.to_json()})
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
     del predictor  # each worker loads its own

@@ -66,8 +66,12 @@ def sniff_format(data: bytes, name: str = UPLOAD_NAME) -> str | None:
         return None
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int) -> LoadedImage:
-    """Decode an uploaded scan or raise the :class:`ApiError` that says what is wrong."""
+def decode_upload(data: bytes, name: str, max_pixels: int,
+                  max_side: int | None = None) -> LoadedImage:
+    """Decode an uploaded scan or raise the :class:`ApiError` that says what is wrong.
+
+    ``max_side``: a larger raster is decoded reduced to that many pixels per side.
+    """
     if not data:
         raise ApiError(422, "empty_file", "The uploaded file is empty (0 bytes).")
     fmt = sniff_format(data, name)
@@ -78,7 +82,7 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> LoadedImage:
             "scan (BMP, TIFF, GIF and WebP also work).",
         )
     try:
-        return read_image(data, max_pixels=max_pixels, name=name)
+        return read_image(data, max_pixels=max_pixels, name=name, max_side=max_side)
     except ImageReadError as exc:
         raise ApiError(422, "unreadable_image", f"The {fmt} file cannot be used: {exc.reason}.") \
             from None

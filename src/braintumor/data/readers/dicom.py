@@ -82,7 +82,10 @@ class DicomReader(ImageReader):
         is_dcm_name = path is not None and path.suffix.lower() in DICOM_EXTENSIONS
         return is_dcm_name and bool(head) and not head.startswith(_RASTER_MAGIC)
 
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
+        # max_side is not used: pydicom decodes frames whole. Their cost is bounded by
+        # max_pixels and by the frame-size check, and slices are rarely above 1024 px.
         if not data:
             raise ImageReadError(source, "file is empty (0 bytes)")
         has_preamble = data[128:132] == b"DICM"
