@@ -30,7 +30,13 @@ from braintumor.data.errors import ImageReadError
 from braintumor.data.readers import LoadedImage
 from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
-from braintumor.serve.guard import UploadGuard, key_matches, too_large_error, unauthorized_error
+from braintumor.serve.guard import (
+    UploadGuard,
+    key_matches,
+    single_file_field,
+    too_large_error,
+    unauthorized_error,
+)
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
 from braintumor.serve.limits import DecodeSlots, decode_reservation
 from braintumor.serve.schemas import (
@@ -158,14 +164,17 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
                  100 * (body["confidence"] or 0), 1000 * body["seconds"])
         return body
 
-    @v1.post("/predict", response_model=PredictionResponse, tags=["predict"])
+    one_file = [Depends(single_file_field)]
+
+    @v1.post("/predict", response_model=PredictionResponse, tags=["predict"],
+             dependencies=one_file)
     def predict(file: UploadFile = File(..., description="the scan: JPEG, PNG or DICOM")) -> dict:
         """Classify one scan. Research use only: not a diagnosis."""
         result = classify(file, explain=False)
         return finish(result.body, result.started, "predict")
 
     @v1.post(
-        "/explain", response_model=ExplanationResponse, tags=["predict"],
+        "/explain", response_model=ExplanationResponse, tags=["predict"], dependencies=one_file,
         responses={200: {"content": {"image/png": {}},
                          "description": "JSON, or the overlay PNG with the prediction in "
                                         "X-Braintumor-* headers (?format=png or "

@@ -14,6 +14,7 @@ import hmac
 import time
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from braintumor.serve.errors import ApiError, error_response
@@ -59,6 +60,17 @@ def body_timeout_error(settings: ServeSettings) -> ApiError:
                     f"{settings.body_timeout_seconds:g} s, with no pause longer than "
                     f"{settings.body_idle_seconds:g} s (see --body-timeout).",
                     headers={"Connection": "close"})
+
+
+async def single_file_field(request: Request) -> None:
+    """Refuse a form with several ``file`` fields: FastAPI would silently take the last,
+    and a client that sent two scans would get an answer about one it cannot tell apart.
+    The form is already parsed (and cached on the request) when this runs."""
+    files = (await request.form()).getlist("file")
+    if len(files) > 1:
+        raise ApiError(422, "several_files",
+                       f"The form has {len(files)} fields named 'file'; send one scan per "
+                       "request.")
 
 
 class UploadGuard:

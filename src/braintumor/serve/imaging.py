@@ -38,6 +38,10 @@ _MAGIC = {
     b"\xff\x4f\xff\x51": "JPEG2000",
 }
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+# Netpbm (PGM/PPM/PBM, and PFM floats) has a two-byte signature and then whitespace. Known
+# from that alone, a forged header (a size no file holds) is a broken image (422), not an
+# unknown format (415): Pillow's open() refuses it before naming its format.
+_NETPBM = re.compile(rb"P[1-6fF][ \t\r\n#]")
 
 
 def upload_name(filename: str | None) -> str:
@@ -56,12 +60,16 @@ def sniff_format(data: bytes, name: str = UPLOAD_NAME) -> str | None:
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
             return fmt
+    if _NETPBM.match(head):
+        return "PPM"
     for reader in READERS:
         if reader.name == "dicom" and reader.can_read(head, Path(name)):
             return "DICOM"
-    try:  # the formats without a fixed signature (PPM...): ask Pillow, header only
+    try:  # any other format without a fixed signature: ask Pillow, header only
         with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as img:
             return img.format
+    except Image.DecompressionBombError:
+        return "image"  # Pillow knew the format; the reader says what is wrong (422)
     except Exception:
         return None
 

@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
         max_epochs=cfg.epochs, accelerator=accelerator, devices=_devices(cfg.devices),
         strategy=cfg.strategy, num_nodes=cfg.num_nodes, precision=precision,
         callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
-        deterministic=deterministic, enable_progress_bar=cfg.progress_bar,
+        deterministic=deterministic, enable_progress_bar=cfg.progress_bar and sys.stderr.isatty(),
         log_every_n_steps=10, default_root_dir=out,
     )
     t_fit = time.perf_counter()
