@@ -177,17 +177,18 @@ def _add_serve(sub) -> None:
     # Memory and time per request (serve/limits.py, docs/serve.md); defaults in settings.py.
     p.add_argument("--max-side", type=int, default=limits.DEFAULT_MAX_SIDE,
                    help="decode larger images reduced to this many pixels per side; 0: never "
-                        "(default: 2048)")
+                        "(default: %(default)s)")
     p.add_argument("--decode-budget-mb", type=float, default=limits.DEFAULT_DECODE_BUDGET_MB,
                    help="memory all requests decoding at once may use, estimated from the "
-                        "image headers (default: 768)")
+                        "image headers (default: %(default)s)")
     p.add_argument("--max-decodes", type=int, default=limits.DEFAULT_MAX_DECODES,
-                   help="requests decoding at once (default: 4)")
+                   help="requests decoding at once (default: %(default)s)")
     p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
-                   help="seconds a request waits for decode room before a 503 (default: 30)")
+                   help="seconds a request waits for decode room before a 503 "
+                        "(default: %(default)s)")
     p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
                    help="seconds a request body may take to arrive before a 408 "
-                        "(default: 120)")
+                        "(default: %(default)s)")
     _handler(p, "braintumor.serve.app:serve_command")
 
 

@@ -130,3 +130,13 @@ def test_slow_upload_gets_408_and_frees_the_connection(predictor):
         assert waited < 5
     finally:
         server.stop()
+
+
+def test_allocator_is_bounded_on_glibc():
+    import platform
+
+    from braintumor.serve.limits import bound_allocator
+
+    result = bound_allocator()
+    if platform.libc_ver()[0] == "glibc":
+        assert result is True

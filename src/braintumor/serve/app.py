@@ -38,7 +38,7 @@ from braintumor.serve.guard import (
     unauthorized_error,
 )
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
-from braintumor.serve.limits import DecodeSlots, decode_reservation
+from braintumor.serve.limits import DecodeSlots, bound_allocator, decode_reservation
 from braintumor.serve.schemas import (
     ErrorResponse,
     ExplanationResponse,
@@ -244,6 +244,7 @@ def app_from_env() -> FastAPI:
     """App factory for ``--workers > 1``: uvicorn starts each worker process from an import
     string, so the model path and settings travel in the environment (the API key in
     ``$BRAINTUMOR_API_KEY``), and every worker loads its own copy of the model once."""
+    bound_allocator()
     config = json.loads(os.environ[SERVE_CONFIG_ENV])
     settings = ServeSettings.from_json(config["settings"], os.environ.get(API_KEY_ENV) or None)
     predictor = Predictor.load(config["model"])
@@ -261,6 +262,7 @@ def serve_command(args) -> int:
         print(f"braintumor serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    bound_allocator()  # before the model and the thread pool allocate anything
     try:
         predictor = Predictor.load(args.model)  # fail here, not in a worker, on a bad path
     except (FileNotFoundError, ValueError) as exc:

@@ -23,10 +23,10 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 # a larger slice gains nothing from its extra pixels but costs memory in proportion.
 DEFAULT_MAX_SIDE = 2048
 # With the idle server (~0.5 GB with the model) this keeps a flood of 4096 x 4096 16-bit
-# uploads under 1.5 GB (benchmarks/serve_memory.py); about three such scans fit at once.
-DEFAULT_DECODE_BUDGET_MB = 768
+# uploads under 1.5 GB (benchmarks/serve_memory.py); three such scans decode at once.
+DEFAULT_DECODE_BUDGET_MB = 1024
 DEFAULT_MAX_DECODES = 4
-DEFAULT_DECODE_WAIT_S = 30.0
+DEFAULT_DECODE_WAIT_S = 60.0
 DEFAULT_BODY_TIMEOUT_S = 120.0
 DEFAULT_BODY_IDLE_S = 20.0
 
