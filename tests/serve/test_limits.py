@@ -15,7 +15,12 @@ from PIL import Image
 from braintumor.serve import imaging
 from braintumor.serve.app import create_app
 from braintumor.serve.errors import ApiError
-from braintumor.serve.limits import DecodeSlots, decode_cost_bytes, probe_header
+from braintumor.serve.limits import (
+    SMALL_REQUEST_BYTES,
+    DecodeSlots,
+    decode_cost_bytes,
+    probe_header,
+)
 from braintumor.serve.settings import ServeSettings
 
 from .conftest import LiveServer, dicom_bytes, encode
@@ -68,14 +73,18 @@ def test_full_budget_queues_then_answers_503_with_retry_after(make_client, scan_
     assert slots.in_use == (0, 0)  # every reservation was given back
 
 
-def test_slots_cap_requests_decoding_at_once():
-    slots = DecodeSlots(max_decodes=2, budget_bytes=100, wait_seconds=0.2)
-    with slots.reserve(1, "a"), slots.reserve(1, "b"):
-        assert slots.in_use == (2, 2)
-        with pytest.raises(ApiError) as err, slots.reserve(1, "c"):
+def test_slots_cap_large_requests_decoding_at_once_but_not_small_ones():
+    big = SMALL_REQUEST_BYTES + 1
+    slots = DecodeSlots(max_decodes=2, budget_bytes=10 * big, wait_seconds=0.2)
+    with slots.reserve(big, "a"), slots.reserve(big, "b"):
+        assert slots.in_use == (2, 2 * big)
+        with pytest.raises(ApiError) as err, slots.reserve(big, "c"):
             pass
         assert err.value.status_code == 503
+        with slots.reserve(1024, "a 512 px slice"):  # needs no slot: goes straight in
+            assert slots.in_use == (2, 2 * big + 1024)
     done = threading.Event()
+    slots = DecodeSlots(max_decodes=2, budget_bytes=100, wait_seconds=0.2)
     with slots.reserve(60, "big"):
         def second():
             with slots.reserve(60, "big too"):

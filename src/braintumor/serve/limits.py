@@ -40,6 +40,8 @@ _CONVERT_DEEP, _CONVERT_8BIT = 34, 12
 # prediction; for an explanation also the heatmap (float32), overlay and RGBA layer.
 _PREDICT, _EXPLAIN = 4, 16
 _FIXED = 8 * MB  # decoder state, the header parse, Python objects
+# Requests priced at most this (a 1024 px 8-bit slice, explained) need no decode slot.
+SMALL_REQUEST_BYTES = 32 * MB
 
 
 @dataclass(frozen=True)
@@ -123,12 +125,14 @@ def decode_cost_bytes(header: ImageHeader, max_side: int | None, explain: bool) 
 
 
 class DecodeSlots:
-    """At most ``max_decodes`` requests decoding at once, their costs within ``budget_bytes``.
+    """At most ``max_decodes`` large requests decoding at once, all costs within ``budget_bytes``.
 
     A counting semaphore alone would bound requests, not bytes (a 4096 x 4096 16-bit scan
     costs 50 times a 512 px JPEG); a byte budget alone would let hundreds of tiny requests
-    thrash the two cores. Waiters are served in arrival order so a large scan is not starved
-    by a stream of small ones.
+    thrash the two cores. Large waiters are served in arrival order so a large scan is not
+    starved by a stream of others; small requests (at most ``SMALL_REQUEST_BYTES``, the usual
+    512 px slice) skip the line and the slots, so a Grad-CAM of a normal scan never waits
+    for four big DICOMs to decode (it did: 0.2 s became 3.8 s).
     """
 
     def __init__(self, max_decodes: int, budget_bytes: int, wait_seconds: float):
@@ -150,10 +154,15 @@ class DecodeSlots:
                 "(--decode-budget-mb); export the slice at a smaller size.")
         ticket = object()
         deadline = time.monotonic() + self.wait_seconds
+        # A typical slice (512 px: a few MB) must not queue behind large decodes: it takes
+        # its bytes from the budget but no slot, and does not wait its turn in the line.
+        small = cost <= SMALL_REQUEST_BYTES
         with self._cond:
-            self._queue.append(ticket)
+            if not small:
+                self._queue.append(ticket)
             try:
-                while not (self._queue[0] is ticket and self._active < self.max_decodes
+                while not ((small or (self._queue[0] is ticket
+                                      and self._active < self.max_decodes))
                            and self._used + cost <= self.budget_bytes):
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -165,15 +174,16 @@ class DecodeSlots:
                                                                          / 4)))})
                     self._cond.wait(left)
             finally:
-                self._queue.remove(ticket)
+                if not small:
+                    self._queue.remove(ticket)
                 self._cond.notify_all()  # the next in line may fit now
-            self._active += 1
+            self._active += not small
             self._used += cost
         try:
             yield
         finally:
             with self._cond:
-                self._active -= 1
+                self._active -= not small
                 self._used -= cost
                 self._cond.notify_all()
 
