@@ -72,9 +72,10 @@ def _add_evaluate(sub) -> None:
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="headline metrics of several models on the same data")
     p.add_argument("models", nargs="+", help="run directories, bundles or evaluation folders")
-    p.add_argument("--data", default=_data_default())
-    p.add_argument("--split", default="Testing")
-    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--split", default="Testing", help="split to compare on (default: Testing)")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="output format (default: table)")
     _handler(p, "braintumor.evaluation.command:compare_command")
 
 
@@ -87,10 +88,10 @@ def _add_explain(sub) -> None:
                    help="gradcam, gradcam++, guided-gradcam, occlusion, integrated-gradients")
     p.add_argument("--target-class", help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="layer name to explain (default: the model's last conv)")
-    p.add_argument("--colormap", default="jet")
+    p.add_argument("--colormap", default="jet", help="matplotlib colour map (default: jet)")
     p.add_argument("--alpha", type=float, default=0.45, help="overlay opacity")
     p.add_argument("--save-npy", action="store_true", help="also save the raw map as .npy")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
     _handler(p, "braintumor.explain.command:explain_command")
 
 
@@ -98,7 +99,7 @@ def _add_explain_check(sub) -> None:
     p = sub.add_parser("explain-check", help="sanity, faithfulness and localisation of heatmaps")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
-    p.add_argument("--split", default="Testing")
+    p.add_argument("--split", default="Testing", help="split to check (default: Testing)")
     p.add_argument("--masks", help="folder of binary tumour masks mirroring the dataset layout")
     p.add_argument("--methods", default="gradcam", help="comma-separated methods")
     p.add_argument("--limit", type=int, default=200, help="images per check")
@@ -113,31 +114,53 @@ def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify scans (research use, not a diagnosis)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", help="model bundle or .onnx file (default: the bundled model)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the model with PyTorch or onnxruntime (default: torch)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output format on stdout (default: table)")
     p.add_argument("--explain", metavar="DIR", help="also write Grad-CAM overlays here")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     _handler(p, "braintumor.inference.command:predict_command")
 
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
-    p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
     _handler(p, "braintumor.inference.command:export_command")
 
 
 def _add_serve(sub) -> None:
+    from braintumor.serve import settings as limits  # light: the defaults live there
+
     p = sub.add_parser("serve", help="REST API and web page")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--api-key", default=None, help="require this key (or $BRAINTUMOR_API_KEY)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="largest upload accepted, in MB (default: 20)")
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow this origin (repeatable)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes, each with its own model copy (default: 1)")
+    # Memory and time per request (serve/limits.py, docs/serve.md); defaults in settings.py.
+    p.add_argument("--max-side", type=int, default=limits.DEFAULT_MAX_SIDE,
+                   help="decode larger images reduced to this many pixels per side; 0: never "
+                        "(default: %(default)s)")
+    p.add_argument("--decode-budget-mb", type=float, default=limits.DEFAULT_DECODE_BUDGET_MB,
+                   help="memory all requests decoding at once may use, estimated from the "
+                        "image headers (default: %(default)s)")
+    p.add_argument("--max-decodes", type=int, default=limits.DEFAULT_MAX_DECODES,
+                   help="requests decoding at once (default: %(default)s)")
+    p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
+                   help="seconds a request waits for decode room before a 503 "
+                        "(default: %(default)s)")
+    p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
+                   help="seconds a request body may take to arrive before a 408 "
+                        "(default: %(default)s)")
     _handler(p, "braintumor.serve.command:serve_command")
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from scipy.sparse.csgraph import connected_components
 
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
+from braintumor.data.processes import process_pool
 from braintumor.data.readers import read_image
 
 
@@ -220,7 +220,7 @@ def compute_fingerprints(
                 thumbs[k], fields[k], weights[k] = feats
 
     if workers > 1 and n > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             collect(pool.map(_fingerprint_file, jobs, chunksize=64))
     else:
         collect(map(_fingerprint_file, jobs))

@@ -370,9 +370,11 @@ class _NoBar:
 
 
 def _progress_bar(total: int, enabled: bool):
-    """tqdm on stderr (stdout carries the results, which may be piped as CSV/JSON)."""
+    """tqdm on stderr (stdout carries the results, which may be piped as CSV/JSON), and
+    only when stderr is a terminal (``disable=None``): in a log file a bar is just noise."""
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", file=sys.stderr, desc="predict", leave=False)
+    return tqdm(total=total, unit="img", file=sys.stderr, desc="predict", leave=False,
+                disable=None)

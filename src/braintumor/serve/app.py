@@ -29,8 +29,15 @@ from braintumor.data.errors import ImageReadError
 from braintumor.data.readers import LoadedImage
 from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
-from braintumor.serve.guard import UploadGuard, key_matches, too_large_error, unauthorized_error
+from braintumor.serve.guard import (
+    UploadGuard,
+    key_matches,
+    single_file_field,
+    too_large_error,
+    unauthorized_error,
+)
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
+from braintumor.serve.limits import DecodeSlots, decode_reservation
 from braintumor.serve.schemas import (
     ErrorResponse,
     ExplanationResponse,
@@ -89,9 +96,13 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     app.state.predictor = predictor
     app.state.settings = settings
     install_error_handlers(app)
+    # Memory per upload is bounded by one budget shared by every decoding request
+    # (serve/limits.py): priced from the image header before anything is decoded.
+    slots = app.state.decode_slots = DecodeSlots(
+        settings.max_decodes, settings.decode_budget_bytes, settings.decode_wait_seconds)
     app.include_router(page_router())
     app.include_router(service_router(predictor, settings))
-    app.include_router(api_router(predictor, settings))
+    app.include_router(api_router(predictor, settings, slots))
     # Added innermost first: CORS (when configured) must be outermost so that even the
     # guard's 401/413 answers carry the headers a browser needs to read them.
     app.add_middleware(UploadGuard, settings=settings)
@@ -132,7 +143,7 @@ def service_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
     return router
 
 
-def api_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
+def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots) -> APIRouter:
     """``/v1``: the model card and the routes that run the model, behind the API key."""
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="required when the server has an API key")
@@ -152,14 +163,17 @@ def api_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
                 "classes": list(predictor.classes), "card": predictor.card,
                 "disclaimer": DISCLAIMER}
 
-    @v1.post("/predict", response_model=PredictionResponse, tags=["predict"])
+    one_file = [Depends(single_file_field)]
+
+    @v1.post("/predict", response_model=PredictionResponse, tags=["predict"],
+             dependencies=one_file)
     def predict(file: UploadFile = File(..., description="the scan: JPEG, PNG or DICOM")) -> dict:
         """Classify one scan. Research use only: not a diagnosis."""
-        result = _classify(predictor, settings, file, explain=False)
+        result = _classify(predictor, settings, slots, file, explain=False)
         return _finish(result.body, result.started, "predict")
 
     @v1.post(
-        "/explain", response_model=ExplanationResponse, tags=["predict"],
+        "/explain", response_model=ExplanationResponse, tags=["predict"], dependencies=one_file,
         responses={200: {"content": {"image/png": {}},
                          "description": "JSON, or the overlay PNG with the prediction in "
                                         "X-Braintumor-* headers (?format=png or "
@@ -172,7 +186,7 @@ def api_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
                                    description="png: answer with the overlay PNG itself"),
     ) -> Response:
         """Classify one scan and show the evidence: a Grad-CAM heatmap over it."""
-        result = _classify(predictor, settings, file, explain=True)
+        result = _classify(predictor, settings, slots, file, explain=True)
         body = result.body
         pred = result.prediction
         assert pred.overlay is not None and pred.heatmap is not None  # explain=True made them
@@ -189,8 +203,8 @@ def api_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
     return v1
 
 
-def _classify(predictor: Predictor, settings: ServeSettings, file: UploadFile,
-              explain: bool) -> _Classified:
+def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
+              file: UploadFile, explain: bool) -> _Classified:
     """Read, decode and run the model; every refusal raises the ApiError that says why."""
     t0 = time.perf_counter()
     if file.size is not None and file.size > settings.max_upload_bytes:
@@ -198,12 +212,15 @@ def _classify(predictor: Predictor, settings: ServeSettings, file: UploadFile,
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise too_large_error(settings.max_upload_bytes)
-    loaded = decode_upload(data, upload_name(file.filename), settings.max_pixels)
-    try:
-        pred = predictor.predict_one(loaded, explain=explain)
-    except ImageReadError as exc:
-        raise ApiError(422, "unreadable_image", f"The scan cannot be used: {exc.reason}.") \
-            from None
+    name = upload_name(file.filename)
+    # Priced from the header and held until the model is done: bounds memory per upload.
+    with decode_reservation(slots, data, name, settings.max_side, explain):
+        loaded = decode_upload(data, name, settings.max_pixels, settings.max_side)
+        try:
+            pred = predictor.predict_one(loaded, explain=explain)
+        except ImageReadError as exc:
+            raise ApiError(422, "unreadable_image",
+                           f"The scan cannot be used: {exc.reason}.") from None
     h, w = loaded.meta.original_size
     body = {"label": pred.label, "confidence": pred.confidence,
             "probabilities": pred.probabilities, "model": pred.model,

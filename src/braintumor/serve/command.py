@@ -15,6 +15,7 @@ from braintumor import DISCLAIMER, __version__
 from braintumor.inference.predictor import Predictor
 from braintumor.serve.app import create_app
 from braintumor.serve.imaging import heatmap_rgba
+from braintumor.serve.limits import bound_allocator
 from braintumor.serve.settings import API_KEY_ENV, ServeSettings
 
 SERVE_CONFIG_ENV = "BRAINTUMOR_SERVE_CONFIG"
@@ -31,11 +32,9 @@ def app_from_env() -> FastAPI:
     """App factory for ``--workers > 1``: uvicorn starts each worker process from an import
     string, so the model path and settings travel in the environment (the API key in
     ``$BRAINTUMOR_API_KEY``), and every worker loads its own copy of the model once."""
+    bound_allocator()
     config = json.loads(os.environ[SERVE_CONFIG_ENV])
-    settings = ServeSettings(max_upload_bytes=config["max_upload_bytes"],
-                             api_key=os.environ.get(API_KEY_ENV) or None,
-                             cors_origins=tuple(config["cors_origins"]),
-                             max_pixels=config["max_pixels"])
+    settings = ServeSettings.from_json(config["settings"], os.environ.get(API_KEY_ENV) or None)
     predictor = Predictor.load(config["model"])
     _warm_up(predictor)
     return create_app(predictor, settings)
@@ -51,6 +50,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"braintumor serve: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    bound_allocator()  # before the model and the thread pool allocate anything
     try:
         predictor = Predictor.load(args.model)  # fail here, not in a worker, on a bad path
     except (FileNotFoundError, ValueError) as exc:
@@ -71,8 +71,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return 0
     os.environ[SERVE_CONFIG_ENV] = json.dumps({
         "model": str(predictor.path) if predictor.path else None,
-        "max_upload_bytes": settings.max_upload_bytes,
-        "cors_origins": list(settings.cors_origins), "max_pixels": settings.max_pixels})
+        "settings": settings.to_json()})
     if settings.api_key is not None:
         os.environ[API_KEY_ENV] = settings.api_key
     del predictor  # each worker loads its own

@@ -45,14 +45,15 @@ class AugmentConfig:
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def flag(help: str | None = None, *, fixed_on_resume: bool = False,
+def flag(help: str, *, fixed_on_resume: bool = False,
          name: str | None = None) -> dict[str, Any]:
     """Field metadata that makes a :class:`TrainConfig` field a ``braintumor train`` flag.
 
     The flag is ``--<field-name>`` (``name`` overrides that), typed from the field's
     annotation: ``int``/``float`` fields parse as such, a ``bool`` takes ``on``/``off``.
     ``fixed_on_resume``: ``--resume`` refuses a value that differs from the run's
-    ``config.yaml`` (the saved schedule and split depend on it).
+    ``config.yaml`` (the saved schedule and split depend on it). ``help`` is required: every
+    option of every subcommand has a help text (tests/test_cli_help.py).
     """
     return {"flag": {"help": help, "name": name}, "fixed_on_resume": fixed_on_resume}
 
@@ -70,8 +71,10 @@ class TrainConfig:
     model: str = field(default="braintumor-net", metadata=flag(
         "model name from the registry (default: braintumor-net)", fixed_on_resume=True))
     model_kwargs: dict[str, Any] = fixed(default_factory=dict)
-    image_size: int = field(default=128, metadata=flag(fixed_on_resume=True))
-    epochs: int = field(default=20, metadata=flag(fixed_on_resume=True))
+    image_size: int = field(default=128, metadata=flag(
+        "model input size in pixels (square)", fixed_on_resume=True))
+    epochs: int = field(default=20, metadata=flag(
+        "training epochs (upper bound with --patience)", fixed_on_resume=True))
     # Progressive resizing (fast.ai; Tan & Le 2021, EfficientNetV2): the first
     # ``low_res_epochs`` training epochs see each batch resized to ``low_res_size`` px, which
     # costs about (low/full)^2 of a step, so more epochs fit the same time; the rest, and every
@@ -79,23 +82,28 @@ class TrainConfig:
     low_res_size: int | None = field(default=None, metadata=flag(
         "progressive resizing: train the first --low-res-epochs at this size",
         fixed_on_resume=True))
-    low_res_epochs: int = field(default=0, metadata=flag(fixed_on_resume=True))
-    batch_size: int = field(default=64, metadata=flag(fixed_on_resume=True))
+    low_res_epochs: int = field(default=0, metadata=flag(
+        "how many first epochs train at --low-res-size", fixed_on_resume=True))
+    batch_size: int = field(default=64, metadata=flag("images per training step",
+                                                       fixed_on_resume=True))
     # No argparse choices for the optimizer: validate() holds the one list (OPTIMIZERS).
     optimizer: str = field(default="adamw", metadata=flag(
         "adamw (default), adam, or sgd (Nesterov momentum; OneCycle cycles it between 0.95 "
         "and 0.85)", fixed_on_resume=True))
     lr: float = field(default=3e-3, metadata=flag("peak learning rate of the schedule",
                                                   fixed_on_resume=True))
-    weight_decay: float = field(default=5e-4, metadata=flag())
+    weight_decay: float = field(default=5e-4, metadata=flag(
+        "decoupled weight decay (AdamW) or L2"))
     schedule: str = fixed(default="onecycle")  # onecycle | cosine | constant
     warmup_fraction: float = 0.15  # of all steps (onecycle pct_start, cosine warm-up)
-    label_smoothing: float = field(default=0.0, metadata=flag())
+    label_smoothing: float = field(default=0.0, metadata=flag(
+        "label smoothing of the loss (0-1)"))
     # Exponential moving average of the weights (training/ema.py, decay warmed up): validation,
     # checkpoints and the bundle use the averaged weights. None disables it.
     ema_decay: float | None = field(default=None, metadata=flag(
         "keep an exponential moving average of the weights (e.g. 0.995)", fixed_on_resume=True))
-    class_weights: bool = field(default=True, metadata=flag())
+    class_weights: bool = field(default=True, metadata=flag(
+        "weight the loss by inverse class frequency"))
     # Auxiliary tumour-mask loss (training/mask_loss.py): a folder of binary masks mirroring
     # the dataset (``masks``) supervises where the tumour is, on the feature map of
     # ``mask_layer`` (default: the model's Grad-CAM target layer), with weight
@@ -108,11 +116,14 @@ class TrainConfig:
         "weight of that loss (default 0.5)"))
     mask_layer: str | None = fixed(default=None)
     mask_empty_classes: list[str] = field(default_factory=list)
-    seed: int = field(default=42, metadata=flag(fixed_on_resume=True))
-    val_fraction: float = field(default=0.15, metadata=flag(fixed_on_resume=True))
+    seed: int = field(default=42, metadata=flag(
+        "random seed (split, initialisation, order)", fixed_on_resume=True))
+    val_fraction: float = field(default=0.15, metadata=flag(
+        "share of the training split held out for validation", fixed_on_resume=True))
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
     # Epochs without improvement before early stopping; 0 disables.
-    patience: int = field(default=8, metadata=flag())
+    patience: int = field(default=8, metadata=flag(
+        "stop after this many epochs without a better validation score"))
     max_train_images: int | None = field(default=None, metadata=flag(
         "use a subset (for quick checks)", fixed_on_resume=True))
     # At most this many members of each near-duplicate group of the training part per epoch
@@ -124,7 +135,8 @@ class TrainConfig:
     accelerator: str = field(default="auto", metadata=flag("cpu, gpu, auto (Lightning)"))
     devices: str = field(default="auto", metadata=flag("Lightning devices, e.g. 1, 4 or auto"))
     strategy: str = field(default="auto", metadata=flag("Lightning strategy, e.g. ddp"))
-    num_nodes: int = field(default=1, metadata=flag())
+    num_nodes: int = field(default=1, metadata=flag(
+        "machines for multi-node training (Lightning)"))
     # auto: bf16-mixed on CPUs where it is supported and faster
     precision: str = field(default="auto", metadata=flag(
         "Lightning precision, e.g. 32, bf16-mixed, 16-mixed"))

@@ -196,7 +196,7 @@ def build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, FullSizeCheck
         strategy=cfg.strategy, num_nodes=cfg.num_nodes,
         precision=cfg.precision,  # type: ignore[arg-type]  # any Lightning accepts; it checks
         callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
-        deterministic=deterministic, enable_progress_bar=cfg.progress_bar,
+        deterministic=deterministic, enable_progress_bar=cfg.progress_bar and sys.stderr.isatty(),
         log_every_n_steps=10, default_root_dir=out,
     )
     return trainer, best_cb

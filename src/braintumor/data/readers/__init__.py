@@ -49,11 +49,14 @@ __all__ = [
 
 
 def read_image(
-    source, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+    source, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None,
+    max_side: int | None = None,
 ) -> LoadedImage:
     """Decode ``source`` (path, bytes, numpy array or PIL image) into a grayscale slice.
 
-    ``name`` labels bytes/array inputs in messages (e.g. an upload's file name). Raises
+    ``name`` labels bytes/array inputs in messages (e.g. an upload's file name).
+    ``max_side`` decodes a larger raster reduced to at most that many pixels per side (the
+    service uses it to bound memory; see readers/shrink.py). Raises
     :class:`ImageReadError` naming the input and the problem; multi-frame inputs read
     their first frame and emit an :class:`ImageReadWarning`.
     """
@@ -82,7 +85,7 @@ def read_image(
     head = data[:512]
     for reader in READERS:
         if reader.can_read(head, path):
-            return reader.read(data, label, max_pixels=max_pixels)
+            return reader.read(data, label, max_pixels=max_pixels, max_side=max_side)
     raise ImageReadError(label, "no reader for this file format")
 
 

@@ -69,8 +69,13 @@ class ImageReader(ABC):
         """Whether this reader claims the data, judged by its first bytes (and name)."""
 
     @abstractmethod
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-        """Decode ``data``; raise :class:`~braintumor.data.errors.ImageReadError` on bad input."""
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
+        """Decode ``data``; raise :class:`~braintumor.data.errors.ImageReadError` on bad input.
+
+        ``max_side``: a reader that can may return the slice reduced so that its longer side
+        is at most this (``ImageMeta.original_size`` keeps the stored size).
+        """
 
 
 def check_geometry(source: str, height: int, width: int, max_pixels: int) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor._warnings_lock import WARNINGS_LOCK
+from braintumor._warnings_lock import WARNINGS_LOCK, ignoring_warnings_from
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers.base import (
     DEFAULT_MAX_PIXELS,
@@ -29,6 +29,7 @@ from braintumor.data.readers.base import (
     scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.frame_header import check_encapsulated_frame
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -81,7 +82,10 @@ class DicomReader(ImageReader):
         is_dcm_name = path is not None and path.suffix.lower() in DICOM_EXTENSIONS
         return is_dcm_name and bool(head) and not head.startswith(_RASTER_MAGIC)
 
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
+        # max_side is not used: pydicom decodes frames whole. Their cost is bounded by
+        # max_pixels and by the frame-size check, and slices are rarely above 1024 px.
         if not data:
             raise ImageReadError(source, "file is empty (0 bytes)")
         has_preamble = data[128:132] == b"DICM"
@@ -108,6 +112,7 @@ class DicomReader(ImageReader):
         if n_frames > 1:
             notes.append(warn(source, f"multi-frame DICOM ({n_frames} frames): using the first"))
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        check_encapsulated_frame(ds, source, max_pixels, n_frames)  # before any decoding
         frame = _decode_first_frame(ds, source, n_frames)
 
         if photometric in ("MONOCHROME1", "MONOCHROME2"):
@@ -149,8 +154,10 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
     failure = None
-    with WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # Not under WARNINGS_LOCK: decoding a large frame takes long, and the lock would make
+    # every other request that silences a warning wait for it. The data set holds
+    # pixel-module elements only, so what pydicom warns here is noise, not patient data.
+    with ignoring_warnings_from(r"pydicom(\.|$)"):
         try:
             # index=0 decodes one frame only: a 500-frame cine costs no more than one slice.
             frame = pixel_array(ds, index=0 if n_frames > 1 else None)

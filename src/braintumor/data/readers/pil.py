@@ -20,6 +20,7 @@ from braintumor.data.readers.base import (
     scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.shrink import draft_on_decode, reduce_decoded
 
 # Only these Pillow plugins may open a file: each is widely used and well fuzzed, and a slice
 # in an exotic format (PSD, FLI, PCX, ...) is far more likely to be a mistake than a scan.
@@ -34,7 +35,8 @@ class PILReader(ImageReader):
     def can_read(self, head: bytes, path: Path | None) -> bool:
         return True  # the fallback: Pillow itself decides whether it knows the format
 
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
         if not data:
             raise ImageReadError(source, "file is empty (0 bytes)")
         try:
@@ -52,13 +54,15 @@ class PILReader(ImageReader):
             else:
                 reason = f"corrupt image header ({exc.__class__.__name__}: {exc})"
             raise ImageReadError(source, reason) from exc
-        return image_to_loaded(img, source, max_pixels)
+        return image_to_loaded(img, source, max_pixels, max_side)
 
 
 def image_to_loaded(
-    img: Image.Image, source: str, max_pixels: int = DEFAULT_MAX_PIXELS
+    img: Image.Image, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
 ) -> LoadedImage:
-    """Check, decode and convert an opened (possibly still lazy) PIL image."""
+    """Check, decode and convert an opened (possibly still lazy) PIL image; with
+    ``max_side``, a larger one is decoded reduced (see readers/shrink.py)."""
     w, h = img.size
     check_geometry(source, h, w, max_pixels)  # header only: no pixel is decoded yet
     fmt = img.format or "PIL"
@@ -76,6 +80,7 @@ def image_to_loaded(
             "padded images; braintumor requires it to stay False"
         )
     try:
+        draft_on_decode(img, max_side)
         img.load()
     except Image.DecompressionBombError as exc:
         raise ImageReadError(source, f"refused as a possible decompression bomb ({exc})") from exc
@@ -89,6 +94,7 @@ def image_to_loaded(
         raise ImageReadError(
             source, f"cannot decode {fmt} data ({exc.__class__.__name__}: {exc})"
         ) from exc
+    img = reduce_decoded(img, max_side)
     try:
         pixels = pil_to_gray(img)
     except ValueError as exc:
