@@ -25,10 +25,9 @@ from braintumor.data.readers.base import (
     LoadedImage,
     check_content,
     check_geometry,
-    robust_range,
-    scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.intensity import to_uint8
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -167,7 +166,7 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -> np.ndarray:
-    """Modality LUT (slope/intercept), then the file's own window, else a robust one."""
+    """Modality LUT (slope/intercept), then the file's own window, else the intensity rule."""
     from pydicom.dataset import Dataset
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
@@ -190,9 +189,9 @@ def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -
             return (np.clip(out, 0, 255) + 0.5).astype(np.uint8)
         except (ValueError, TypeError, IndexError) as exc:
             notes.append(
-                warn(source, f"unusable window in the header ({exc}); used the robust range")
+                warn(source, f"unusable window in the header ({exc}); used the value range")
             )
-    return scale_to_uint8(values, *robust_range(values))
+    return to_uint8(values)
 
 
 def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np.ndarray:
@@ -205,7 +204,7 @@ def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     if frame.dtype == np.uint8:
         return (luma + 0.5).astype(np.uint8)
-    return scale_to_uint8(luma, *robust_range(luma))
+    return to_uint8(luma)
 
 
 def _int_or(value, default: int) -> int:
