@@ -76,6 +76,22 @@ RESAVES: dict[str, Callable[[np.ndarray], bytes]] = {
     "dicom-monochrome1-window": lambda a: dicom_bytes(
         _u16(255 - a, 16), bits_stored=12, photometric="MONOCHROME1", window=(2040.5, 4081.0)),
 }
+
+def _stretched_u16(a: np.ndarray) -> np.ndarray:
+    lo, hi = int(a.min()), int(a.max())
+    return np.floor((a.astype(np.float64) - lo) * (65535.0 / max(hi - lo, 1)) + 0.5).astype(
+        np.uint16)
+
+
+# Deep containers whose values are not an 8-bit lattice, so the rule's linear branch (not the
+# exact inverse) reads them: they come back close to the original, not bit for bit. A 12-bit
+# DICOM without a window comes back stretched so that its maximum is 255; a 16-bit PNG that a
+# converter min-max stretched to 0..65535 comes back stretched the same way.
+DEEP_RESAVES: dict[str, Callable[[np.ndarray], bytes]] = {
+    "dicom12-nowindow": lambda a: dicom_bytes(_u16(a, 16), bits_stored=12),
+    "png16-stretched": lambda a: _pil_bytes(_stretched_u16(a), "PNG"),
+}
 # The file extension each encoder's bytes go under (the readers judge by content anyway).
 EXTENSIONS = {name: (".dcm" if name.startswith("dicom") else
-                     ".tif" if name.startswith("tiff") else ".png") for name in RESAVES}
+                     ".tif" if name.startswith("tiff") else ".png")
+              for name in (*RESAVES, *DEEP_RESAVES)}

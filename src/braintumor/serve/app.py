@@ -45,7 +45,8 @@ log = logging.getLogger("braintumor.serve")
 
 # Headers that carry the prediction when /v1/explain answers with a bare PNG.
 RESULT_HEADERS = ("X-Braintumor-Label", "X-Braintumor-Confidence", "X-Braintumor-Probabilities",
-                  "X-Braintumor-Model", "X-Braintumor-Checksum", "X-Braintumor-Disclaimer")
+                  "X-Braintumor-Model", "X-Braintumor-Checksum", "X-Braintumor-Disclaimer",
+                  "X-Braintumor-Warning", "X-Braintumor-OOD-Score")
 # The page is self-contained: it may talk to this server and show data:/blob: images, and
 # nothing else. A CSP that forbids other origins keeps it that way.
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -121,7 +122,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         """The model card: architecture, classes, preprocessing, calibration, metrics."""
         return {"name": predictor.name, "checksum": predictor.checksum,
                 "classes": list(predictor.classes), "card": predictor.card,
-                "disclaimer": DISCLAIMER}
+                "ood": predictor.ood_status, "disclaimer": DISCLAIMER}
 
     def classify(file: UploadFile, explain: bool) -> _Classified:
         """Read, decode and run the model; every refusal raises the ApiError that says why."""
@@ -142,7 +143,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
                 "probabilities": pred.probabilities, "model": pred.model,
                 "checksum": pred.checksum, "seconds": 0.0, "image_size": [h, w],
                 "image_format": loaded.meta.format, "warnings": list(loaded.meta.warnings),
-                "disclaimer": DISCLAIMER}
+                "warning": pred.warning, "ood_score": pred.ood_score,
+                "ood_reasons": list(pred.ood_reasons), "disclaimer": DISCLAIMER}
         return _Classified(pred, loaded, body, t0)
 
     def finish(body: dict, t0: float, route: str) -> dict:
@@ -205,7 +207,11 @@ def _wants_png(format: str | None, accept: str) -> bool:
 
 
 def _result_headers(body: dict) -> dict[str, str]:
-    return {
+    ood = {} if body.get("ood_score") is None else {
+        "X-Braintumor-OOD-Score": f"{body['ood_score']:.4f}"}
+    if body.get("warning"):
+        ood["X-Braintumor-Warning"] = body["warning"]
+    return ood | {
         "X-Braintumor-Label": str(body["label"]),
         "X-Braintumor-Confidence": f"{body['confidence']:.6f}",
         "X-Braintumor-Probabilities": json.dumps(body["probabilities"], separators=(",", ":")),

@@ -43,6 +43,7 @@ class ImageMeta:
     mode: str = ""  # pixel mode as stored, e.g. "L", "RGB", "I;16", "MONOCHROME2"
     warnings: tuple[str, ...] = field(default_factory=tuple)
     n_frames: int = 1  # frames in the file; only the first is read
+    saturation: float = 0.0  # mean chroma of a colour file (readers/intensity.py); grey: 0
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from braintumor.data.readers.base import (
     check_geometry,
     warn,
 )
-from braintumor.data.readers.intensity import to_uint8
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -113,11 +113,14 @@ class DicomReader(ImageReader):
             pixels = _monochrome_to_uint8(frame, ds, source, notes)
             if photometric == "MONOCHROME1":  # 0 means white in MONOCHROME1
                 pixels = 255 - pixels
-        else:
+        saturation = 0.0
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             pixels = _colour_to_uint8(frame, ds, photometric, source)
+            saturation = colour_saturation(frame)
         check_content(source, pixels)
         meta = ImageMeta(
-            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames
+            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames,
+            saturation,
         )
         return LoadedImage(np.ascontiguousarray(pixels), meta)
 

@@ -73,3 +73,16 @@ def eight_bit_embedding(finite: np.ndarray) -> int | None:
 def _round_to_uint8(a: np.ndarray) -> np.ndarray:
     out = np.nan_to_num(np.clip(a, 0, FULL_SCALE), nan=0.0)
     return (out + 0.5).astype(np.uint8)
+
+
+def colour_saturation(rgb: np.ndarray) -> float:
+    """Mean chroma (max - min of R, G, B) of an (H, W, 3+) image, as a fraction of full scale.
+
+    Grey scans stored as RGB (half of the Kaggle JPEGs) score about 0; a colour photograph
+    scores 0.1 or more. The grey conversion throws this away, so the readers record it in
+    ``ImageMeta.saturation`` for the out-of-distribution check (inference/ood.py).
+    """
+    a = np.asarray(rgb)[..., :3]
+    full = 255.0 if a.dtype == np.uint8 else max(float(np.nanmax(a)), 1e-12)
+    chroma = a.max(axis=-1).astype(np.float64) - a.min(axis=-1)
+    return float(np.nanmean(chroma) / full)

@@ -18,13 +18,14 @@ from braintumor.data.readers.base import (
     check_geometry,
     warn,
 )
-from braintumor.data.readers.intensity import to_uint8
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
 
 # Only these Pillow plugins may open a file: each is widely used and well fuzzed, and a slice
 # in an exotic format (PSD, FLI, PCX, ...) is far more likely to be a mistake than a scan.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP", "PPM", "JPEG2000")
 _DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
 
 
 class PILReader(ImageReader):
@@ -93,7 +94,11 @@ def image_to_loaded(
     except ValueError as exc:
         raise ImageReadError(source, f"unsupported pixel mode {mode!r} ({exc})") from exc
     check_content(source, pixels)
-    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames))
+    saturation = 0.0
+    if mode in _COLOUR_MODES:  # recorded for the out-of-distribution check (inference/ood.py)
+        saturation = colour_saturation(np.asarray(img.convert("RGB")))
+    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames,
+                                         saturation))
 
 
 def pil_to_gray(img: Image.Image) -> np.ndarray:
