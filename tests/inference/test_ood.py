@@ -16,29 +16,21 @@ import pytest
 from PIL import Image, ImageDraw
 
 from braintumor.cli import main
-from braintumor.data.preprocess import preprocess
 from braintumor.inference.ood import (
     CARD_SECTION,
     OOD_FILE,
     WARNING_TEXT,
-    FeatureExtractor,
-    calibrate,
     joint_thresholds,
 )
-from braintumor.inference.ood_calibration import store_calibration
 from braintumor.inference.predictor import Predictor
 from braintumor.models import ModelIntegrityError, load_bundle
 
-from ..conftest import BLOB_CENTRES, CLASSES, make_dataset, make_slice
-
-
-def _slices(seeds) -> tuple[list[np.ndarray], np.ndarray]:
-    images, labels = [], []
-    for k in seeds:
-        label = CLASSES[k % 4]
-        images.append(make_slice(96, seed=k, blob=BLOB_CENTRES.get(label)))
-        labels.append(k % 4)
-    return images, np.array(labels)
+from ..conftest import (
+    CLASSES,
+    calibrate_on_synthetic_slices,
+    make_dataset,
+    synthetic_slices,
+)
 
 
 def text_page(size=(300, 400)) -> np.ndarray:
@@ -68,17 +60,7 @@ def calibrated_bundle(tiny_bundle, tmp_path_factory):
     """A copy of the tiny bundle with a calibration from 96 + 64 synthetic slices."""
     folder = tmp_path_factory.mktemp("calibrated")
     shutil.copytree(tiny_bundle, folder, dirs_exist_ok=True)
-    loaded = load_bundle(folder)
-    cfg = loaded.preprocess
-    extract = FeatureExtractor(loaded.model)
-    fit, fit_labels = _slices(range(96))
-    val, _ = _slices(range(1000, 1064))
-    fit_u8 = np.stack([preprocess(x, cfg).image for x in fit])
-    val_u8 = np.stack([preprocess(x, cfg).image for x in val])
-    cal = calibrate(extract(fit_u8)[1], fit_labels, extract(val_u8)[1], val_u8,
-                    np.zeros(len(val)), 4, cfg.crop_threshold, target_rate=0.02)
-    store_calibration(folder, cal)
-    return folder
+    return calibrate_on_synthetic_slices(folder)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def predictor(calibrated_bundle) -> Predictor:
 
 
 def test_brain_like_slices_get_no_warning(predictor):
-    fresh, _ = _slices(range(5000, 5004))
+    fresh, _ = synthetic_slices(range(5000, 5004))
     preds = predictor.predict(fresh)
     assert all(p.ok for p in preds)
     assert [p.warning for p in preds] == [None] * 4
@@ -151,7 +133,7 @@ def test_joint_thresholds_keep_the_union_at_the_target():
 
 def test_cli_table_csv_and_json_carry_the_warning(calibrated_bundle, tmp_path, capsys):
     Image.fromarray(non_brain()["noise"]).save(tmp_path / "noise.png")
-    Image.fromarray(_slices([7000])[0][0]).save(tmp_path / "brain.png")
+    Image.fromarray(synthetic_slices([7000])[0][0]).save(tmp_path / "brain.png")
     args = [str(tmp_path / "noise.png"), str(tmp_path / "brain.png"),
             "--model", str(calibrated_bundle)]
     assert main(["predict", *args, "--format", "csv"]) == 0
