@@ -123,6 +123,17 @@ def _add_predict(sub) -> None:
     _handler(p, "braintumor.inference.command:predict_command")
 
 
+def _add_calibrate_ood(sub) -> None:
+    p = sub.add_parser("calibrate-ood",
+                       help="(re)compute a bundle's 'not a brain MRI' warnings on its split")
+    p.add_argument("--bundle", help="model bundle folder (default: the bundled model)")
+    p.add_argument("--data", default=_data_default(),
+                   help="the dataset the bundle was trained on (default: $DATA)")
+    p.add_argument("--target-rate", type=float, default=0.005,
+                   help="share of validation scans allowed to warn (default 0.005)")
+    _handler(p, "braintumor.training.ood_calibration:calibrate_ood_command")
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
@@ -172,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"braintumor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_audit, _add_train, _add_evaluate, _add_compare, _add_explain,
-                _add_explain_check, _add_predict, _add_export, _add_serve):
+                _add_explain_check, _add_predict, _add_calibrate_ood, _add_export, _add_serve):
         add(sub)
     return parser
 

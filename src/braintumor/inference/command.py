@@ -17,6 +17,7 @@ from pathlib import Path
 from braintumor import DISCLAIMER
 from braintumor.data.inputs import OutputNames, expand_inputs
 from braintumor.inference.onnx_export import OPSET, export_onnx, sidecar_path
+from braintumor.inference.ood import WARNING_TEXT
 from braintumor.inference.predictor import Prediction, Predictor
 
 # Folders with at least this many images get a progress bar (on stderr).
@@ -39,7 +40,7 @@ def format_table(preds: list[Prediction], classes: list[str], model: str, checks
     width = min(width, 60)
     short = [c[:10] for c in classes]
     head = f"{'file':<{width}}  {'prediction':<11} {'conf':>5}  " + " ".join(
-        f"{c:>10}" for c in short)
+        f"{c:>10}" for c in short) + f"  {'ood':>6}"
     lines = [f"model {model} (sha256 {checksum[:12]}…)", head, "-" * len(head)]
     for p in preds:
         src = p.source if len(p.source) <= width else "…" + p.source[-(width - 1):]
@@ -47,11 +48,23 @@ def format_table(preds: list[Prediction], classes: list[str], model: str, checks
             lines.append(f"{src:<{width}}  ERROR  {p.error}")
             continue
         probs = " ".join(f"{p.probabilities[c]:>10.3f}" for c in classes)
-        lines.append(f"{src:<{width}}  {p.label:<11} {p.confidence:>5.2f}  {probs}")
+        lines.append(f"{src:<{width}}  {p.label:<11} {p.confidence:>5.2f}  {probs}  "
+                     f"{_ood_cell(p)}")
     ok = sum(p.ok for p in preds)
     lines.append(f"{ok} predicted, {len(preds) - ok} failed")
+    warned = sum(bool(p.warning) for p in preds)
+    if warned:
+        lines.append(f"WARNING for {warned} input(s) marked '!': {WARNING_TEXT} (ood: the "
+                     "out-of-distribution score, above 1 = unlike the validation scans)")
     lines.append(DISCLAIMER)
     return "\n".join(lines)
+
+
+def _ood_cell(p: Prediction) -> str:
+    """The table's ood column: the score, '!' when it warns, '-' without a calibration."""
+    if p.ood_score is None:
+        return f"{'-':>6}"
+    return f"{p.ood_score:>5.2f}" + ("!" if p.warning else " ")
 
 
 def format_csv(preds: list[Prediction], classes: list[str],
@@ -60,12 +73,13 @@ def format_csv(preds: list[Prediction], classes: list[str],
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["source", "label", "confidence", *[f"p_{c}" for c in classes], "model",
-                "checksum", "seconds", "overlay", "error"])
+                "checksum", "seconds", "overlay", "error", "ood_score", "warning"])
     for i, p in enumerate(preds):
         probs = [f"{p.probabilities[c]:.6f}" if p.ok else "" for c in classes]
+        ood = "" if p.ood_score is None else f"{p.ood_score:.4f}"
         w.writerow([p.source, p.label or "", f"{p.confidence:.6f}" if p.ok else "", *probs,
                     p.model, p.checksum, f"{p.seconds:.4f}", overlays.get(i, ""),
-                    p.error or ""])
+                    p.error or "", ood, p.warning or ""])
     return buf.getvalue()
 
 
@@ -83,6 +97,7 @@ def format_json(preds: list[Prediction], predictor: Predictor,
         "backend": predictor.backend,
         "classes": predictor.classes,
         "temperature": predictor.temperature,
+        "ood": predictor.ood_status,
         "disclaimer": DISCLAIMER,
         "predictions": rows,
     }

@@ -51,7 +51,8 @@ log = logging.getLogger("braintumor.serve")
 
 # Headers that carry the prediction when /v1/explain answers with a bare PNG.
 RESULT_HEADERS = ("X-Braintumor-Label", "X-Braintumor-Confidence", "X-Braintumor-Probabilities",
-                  "X-Braintumor-Model", "X-Braintumor-Checksum", "X-Braintumor-Disclaimer")
+                  "X-Braintumor-Model", "X-Braintumor-Checksum", "X-Braintumor-Disclaimer",
+                  "X-Braintumor-Warning", "X-Braintumor-OOD-Score")
 # The page is self-contained: it may talk to this server and show data:/blob: images, and
 # nothing else. A CSP that forbids other origins keeps it that way.
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -161,7 +162,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
         """The model card: architecture, classes, preprocessing, calibration, metrics."""
         return {"name": predictor.name, "checksum": predictor.checksum,
                 "classes": list(predictor.classes), "card": predictor.card,
-                "disclaimer": DISCLAIMER}
+                "ood": predictor.ood_status, "disclaimer": DISCLAIMER}
 
     one_file = [Depends(single_file_field)]
 
@@ -226,7 +227,8 @@ def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
             "probabilities": pred.probabilities, "model": pred.model,
             "checksum": pred.checksum, "seconds": 0.0, "image_size": [h, w],
             "image_format": loaded.meta.format, "warnings": list(loaded.meta.warnings),
-            "disclaimer": DISCLAIMER}
+            "warning": pred.warning, "ood_score": pred.ood_score,
+            "ood_reasons": list(pred.ood_reasons), "disclaimer": DISCLAIMER}
     return _Classified(pred, loaded, body, t0)
 
 
@@ -246,7 +248,11 @@ def _wants_png(format: str | None, accept: str) -> bool:
 
 
 def _result_headers(body: dict) -> dict[str, str]:
-    return {
+    ood = {} if body.get("ood_score") is None else {
+        "X-Braintumor-OOD-Score": f"{body['ood_score']:.4f}"}
+    if body.get("warning"):
+        ood["X-Braintumor-Warning"] = body["warning"]
+    return ood | {
         "X-Braintumor-Label": str(body["label"]),
         "X-Braintumor-Confidence": f"{body['confidence']:.6f}",
         "X-Braintumor-Probabilities": json.dumps(body["probabilities"], separators=(",", ":")),

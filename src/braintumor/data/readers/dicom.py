@@ -25,11 +25,10 @@ from braintumor.data.readers.base import (
     LoadedImage,
     check_content,
     check_geometry,
-    robust_range,
-    scale_to_uint8,
     warn,
 )
 from braintumor.data.readers.frame_header import check_encapsulated_frame
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -119,11 +118,14 @@ class DicomReader(ImageReader):
             pixels = _monochrome_to_uint8(frame, ds, source, notes)
             if photometric == "MONOCHROME1":  # 0 means white in MONOCHROME1
                 pixels = 255 - pixels
-        else:
+        saturation = 0.0
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             pixels = _colour_to_uint8(frame, ds, photometric, source)
+            saturation = colour_saturation(frame)
         check_content(source, pixels)
         meta = ImageMeta(
-            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames
+            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames,
+            saturation,
         )
         return LoadedImage(np.ascontiguousarray(pixels), meta)
 
@@ -174,7 +176,7 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -> np.ndarray:
-    """Modality LUT (slope/intercept), then the file's own window, else a robust one."""
+    """Modality LUT (slope/intercept), then the file's own window, else the intensity rule."""
     from pydicom.dataset import Dataset
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
@@ -197,9 +199,9 @@ def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -
             return (np.clip(out, 0, 255) + 0.5).astype(np.uint8)
         except (ValueError, TypeError, IndexError) as exc:
             notes.append(
-                warn(source, f"unusable window in the header ({exc}); used the robust range")
+                warn(source, f"unusable window in the header ({exc}); used the value range")
             )
-    return scale_to_uint8(values, *robust_range(values))
+    return to_uint8(values)
 
 
 def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np.ndarray:
@@ -212,7 +214,7 @@ def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     if frame.dtype == np.uint8:
         return (luma + 0.5).astype(np.uint8)
-    return scale_to_uint8(luma, *robust_range(luma))
+    return to_uint8(luma)
 
 
 def _int_or(value, default: int) -> int:

@@ -16,10 +16,9 @@ from braintumor.data.readers.base import (
     LoadedImage,
     check_content,
     check_geometry,
-    robust_range,
-    scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
 from braintumor.data.readers.shrink import draft_on_decode, reduce_decoded
 
 # Only these Pillow plugins may open a file: each is widely used and well fuzzed, and a slice
@@ -27,6 +26,7 @@ from braintumor.data.readers.shrink import draft_on_decode, reduce_decoded
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP", "PPM", "JPEG2000")
 _DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
 
 
 class PILReader(ImageReader):
@@ -100,20 +100,25 @@ def image_to_loaded(
     except ValueError as exc:
         raise ImageReadError(source, f"unsupported pixel mode {mode!r} ({exc})") from exc
     check_content(source, pixels)
-    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames))
+    saturation = 0.0
+    if mode in _COLOUR_MODES:  # recorded for the out-of-distribution check (inference/ood.py)
+        saturation = colour_saturation(np.asarray(img.convert("RGB")))
+    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames,
+                                         saturation))
 
 
 def pil_to_gray(img: Image.Image) -> np.ndarray:
     """Grayscale uint8 of a loaded PIL image.
 
-    Data deeper than 8 bits is scaled by its own robust range, not truncated: a 12-bit MRI
-    stored in a 16-bit PNG uses values 0..4095, which a plain cast would saturate and a
-    ``>> 8`` would crush into 16 grey levels. Transparent pixels become black, the colour of
+    Data deeper than 8 bits follows the one intensity rule (readers/intensity.py), not a
+    truncation: a 12-bit MRI stored in a 16-bit PNG uses values 0..4095, which a plain cast
+    would saturate and a ``>> 8`` would crush into 16 grey levels, while an 8-bit scan
+    re-saved as 16 bits comes back bit for bit. Transparent pixels become black, the colour of
     an MRI background. Colour goes through Pillow's ITU-R 601-2 luma, as ``convert("L")``.
     """
     if img.mode in _DEEP_MODES:
-        arr = np.asarray(img, dtype=np.float64)  # I;16B arrives as ">u2": numpy swaps it
-        return scale_to_uint8(arr, *robust_range(arr))
+        arr = np.asarray(img)  # I;16B arrives as ">u2": numpy swaps it
+        return to_uint8(arr, unit_float=True)
     if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba)
