@@ -67,6 +67,8 @@ def _add_train(sub) -> None:
     p.add_argument("--masks", help="folder of tumour masks mirroring the dataset: adds an "
                                    "auxiliary loss on where the tumour is (training only)")
     p.add_argument("--mask-loss-weight", type=float, help="weight of that loss (default 0.5)")
+    p.add_argument("--mask-loss", choices=["area-bce", "dice-bce"],
+                   help="that loss: area-bce (default) or dice-bce (a model's own tumour head)")
     p.add_argument("--patience", type=int)
     p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     p.add_argument("--max-group-copies", type=int,

@@ -44,6 +44,7 @@ class AugmentConfig:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MASK_LOSSES = ("area-bce", "dice-bce")  # training/mask_loss.py
 
 
 @dataclass
@@ -80,6 +81,13 @@ class TrainConfig:
     mask_loss_weight: float = 0.5
     mask_layer: str | None = None
     mask_empty_classes: list[str] = field(default_factory=list)
+    # Which mask loss (training/mask_loss.py): area-bce (BCE against the tumour share of each
+    # cell) or dice-bce (BCE over every masked image plus Dice over the non-empty masks, on the
+    # map upsampled to the image: for a model's own tumour head, e.g. braintumor-net-v2 with
+    # ``mask_layer: tumour_head``). With dice-bce and a model with a tumour head, validation
+    # also logs the head's Dice (val_tumour_dice) on the validation images with a mask, and the
+    # bundle's card records the tumour threshold chosen there (tumour_threshold).
+    mask_loss: str = "area-bce"
     seed: int = 42
     val_fraction: float = 0.15
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
@@ -189,6 +197,8 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("augment.erase_area must be [low, high] with 0 < low <= high <= 1")
     if cfg.mask_loss_weight < 0:
         problems.append("mask_loss_weight must be >= 0")
+    if cfg.mask_loss not in MASK_LOSSES:
+        problems.append(f"mask_loss must be one of {', '.join(MASK_LOSSES)}")
     if cfg.masks and (cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0):
         problems.append("the mask loss (masks) cannot be combined with MixUp/CutMix, which "
                         "would need mixed masks; set augment.mixup_alpha and cutmix_alpha to 0")
@@ -234,7 +244,7 @@ def overrides_from_args(args) -> dict[str, Any]:
     names = ["data", "model", "out", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
              "image_size", "low_res_size", "low_res_epochs",
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
-             "masks", "mask_loss_weight", "max_group_copies",
+             "masks", "mask_loss_weight", "mask_loss", "max_group_copies",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
              "export_bundle"]
     out = {n: getattr(args, n, None) for n in names}

@@ -25,6 +25,7 @@ import yaml
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import DatasetError
 from braintumor.models import create_model, model_info, save_bundle
+from braintumor.models.tumour import has_tumour_head
 from braintumor.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from braintumor.training.config import (
     ConfigError,
@@ -39,6 +40,7 @@ from braintumor.training.export import headline_metrics, logits_for, temperature
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
 from braintumor.training.module import Classifier
+from braintumor.training.tumour_threshold import validation_threshold
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     if dm.has_test():
         test_logits = logits_for(model, cached.images[dm.test_rows])
         metrics["test"] = headline_metrics(test_logits, dm.labels[dm.test_rows], classes)
+    tumour_threshold = _tumour_threshold(model, dm, metrics["validation"])
     rows = read_metrics(out / "metrics.csv")
     if rows:
         plot_curves(rows, out / "curves.png")
@@ -215,6 +218,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
         },
         "metrics": metrics,
     }
+    if tumour_threshold is not None:
+        card["tumour_threshold"] = tumour_threshold
     bundle = save_bundle(model, out / "bundle", model_name=cfg.model, classes=classes,
                          preprocess=dm.pre, temperature=temperature, extra=card)
     exported = None
@@ -228,6 +233,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     return summary
 
 
+def _tumour_threshold(model: torch.nn.Module, dm: CacheDataModule,
+                      validation: dict) -> float | None:
+    """The tumour threshold chosen on the validation masks (training/tumour_threshold.py),
+    its Dice added to ``validation``; None for a model without a tumour head or masks."""
+    if dm.val_masks is None or not has_tumour_head(model):
+        return None
+    try:
+        choice = validation_threshold(model, dm.cached.images[dm.val_rows], dm.val_masks[0])
+    except ValueError as exc:  # no validation image with a mask: the card says so
+        log.warning("no tumour threshold chosen: %s", exc)
+        return None
+    validation.update(choice.card_metrics())
+    print(f"tumour threshold {choice.threshold:.2f}: validation Dice {choice.dice:.4f} on "
+          f"{choice.images} masked slices", file=sys.stderr)
+    return choice.threshold
+
+
 def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
     """Refuse a resume whose settings would not fit the saved optimiser/schedule state."""
     if not saved_path.is_file():
@@ -237,7 +259,7 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
             "max_group_copies",
             "batch_size", "schedule", "lr",
             "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
-            "mask_layer")
+            "mask_layer", "mask_loss")
     now = cfg.to_dict()
     changed = [k for k in keys if k in saved and saved[k] != now[k]]
     if changed:
