@@ -190,3 +190,17 @@ def test_group_cap_config_caps_copies_and_adds_epochs():
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
     cfg = load_config(CONFIGS / "braintumor-net-tumourpool.yaml")
     assert cfg.model_kwargs["tumour_pooling"] is True and cfg.mask_layer == "tumour_head"
+
+
+def test_v2_config_is_the_bundled_recipe_with_the_v2_model_and_the_mask_loss():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    v2 = load_config(CONFIGS / "braintumor-net-v2.yaml").to_dict()
+    assert v2["model"] == "braintumor-net-v2"
+    assert v2["model_kwargs"] == {**bundled["model_kwargs"], "decoder_width": 64,
+                                  "fine_stage": 1}
+    assert (v2["mask_loss"], v2["mask_layer"], v2["mask_empty_classes"]) == (
+        "dice-bce", "tumour_head", ["notumor"])
+    changed = {"model", "model_kwargs", "mask_loss", "mask_layer", "mask_loss_weight",
+               "mask_empty_classes"}
+    assert {k: v for k, v in v2.items() if k not in changed} == \
+        {k: v for k, v in bundled.items() if k not in changed}
