@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from braintumor.models.braintumor_net import BasicBlock, _make_stem
+from braintumor.models.braintumor_net import BasicBlock, _make_stem, pop_image_size
 from braintumor.models.registry import register_model
 
 
@@ -131,8 +131,5 @@ class BrainTumorNetV2(nn.Module):
 
 @register_model("braintumor-net-v2")
 def braintumor_net_v2(num_classes: int = 4, in_channels: int = 1, **kwargs) -> nn.Module:
-    image_size = kwargs.pop("image_size", None)
-    if kwargs.get("stem") == "space-to-depth" and image_size and image_size % 4:
-        raise ValueError(f"the space-to-depth stem cuts the image into 4x4 blocks: image size "
-                         f"{image_size} is not a multiple of 4")
+    pop_image_size(kwargs)
     return BrainTumorNetV2(num_classes, in_channels, **kwargs)
