@@ -210,7 +210,7 @@ TRAIN_FLAGS = {
     "--data", "--model", "--out", "--epochs", "--batch-size", "--optimizer", "--lr",
     "--weight-decay", "--image-size", "--low-res-size", "--low-res-epochs", "--seed",
     "--val-fraction", "--class-weights", "--label-smoothing", "--ema-decay", "--masks",
-    "--mask-loss-weight", "--patience", "--max-train-images", "--max-group-copies",
+    "--mask-loss-weight", "--mask-loss", "--patience", "--max-train-images", "--max-group-copies",
     "--accelerator", "--devices", "--strategy", "--num-nodes", "--precision", "--num-threads",
     "--export-bundle",
 }
@@ -263,4 +263,18 @@ def test_resume_keeps_the_settings_schedule_and_split_depend_on():
     assert set(fixed_on_resume()) == {
         "model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
         "max_group_copies", "batch_size", "schedule", "lr", "optimizer", "seed",
-        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer"}
+        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer", "mask_loss"}
+
+
+def test_v2_config_is_the_bundled_recipe_with_the_v2_model_and_the_mask_loss():
+    bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
+    v2 = load_config(EXPERIMENTS / "braintumor-net-v2.yaml").to_dict()
+    assert v2["model"] == "braintumor-net-v2"
+    assert v2["model_kwargs"] == {**bundled["model_kwargs"], "decoder_width": 64,
+                                  "fine_stage": 1}
+    assert (v2["mask_loss"], v2["mask_layer"], v2["mask_empty_classes"]) == (
+        "dice-bce", "tumour_head", ["notumor"])
+    changed = {"model", "model_kwargs", "mask_loss", "mask_layer", "mask_loss_weight",
+               "mask_empty_classes"}
+    assert {k: v for k, v in v2.items() if k not in changed} == \
+        {k: v for k, v in bundled.items() if k not in changed}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from braintumor.models import create_model
-from braintumor.training.mask_loss import MaskLoss
+from braintumor.training.mask_loss import MaskLoss, dice_bce_loss
 
 
 def _model():
@@ -88,3 +90,72 @@ def test_a_one_channel_layer_is_supervised_as_it_is():
     value = loss(_masks(2), torch.ones(2, dtype=torch.bool))
     value.backward()
     assert model.tumour_head.weight.grad is not None
+
+
+def _softplus(z: float) -> float:
+    return math.log1p(math.exp(z))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_dice_bce_matches_a_hand_computation_with_an_empty_and_a_missing_mask():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, -2.0]],   # tumour, mask in the top-left pixel
+                           [[1.0, -1.0], [0.0, 0.0]],   # notumor: an empty mask
+                           [[5.0, 5.0], [5.0, 5.0]]]).unsqueeze(1)  # tumour without a mask
+    masks = torch.zeros(3, 1, 2, 2)
+    masks[0, 0, 0, 0] = 1.0
+    masks[2] = 1.0  # whatever a row without a mask holds must not count
+    has = torch.tensor([True, True, False])
+    ln2 = math.log(2.0)
+    bce0 = (_softplus(-2.0) + ln2 + ln2 + _softplus(-2.0)) / 4  # target 1: softplus(-z)
+    bce1 = (_softplus(1.0) + _softplus(-1.0) + ln2 + ln2) / 4  # target 0: softplus(z)
+    p_sum = _sigmoid(2.0) + 0.5 + 0.5 + _sigmoid(-2.0)
+    dice0 = (2 * _sigmoid(2.0) + 1.0) / (p_sum + 1.0 + 1.0)  # smooth = 1; Dice on row 0 only
+    expected = (bce0 + bce1) / 2 + (1.0 - dice0)
+    assert dice_bce_loss(logits, masks, has).item() == pytest.approx(expected, rel=1e-6)
+    # the empty mask is in the BCE only: dropping it leaves row 0's BCE and Dice
+    only0 = torch.tensor([True, False, False])
+    assert dice_bce_loss(logits, masks, only0).item() == pytest.approx(bce0 + 1.0 - dice0,
+                                                                        rel=1e-6)
+
+
+def test_dice_bce_upsamples_the_map_to_the_mask_and_stays_a_graph_without_masks():
+    logits = torch.randn(2, 1, 4, 4, requires_grad=True)
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[:, :, 2:8, 4:10] = 1.0
+    has = torch.ones(2, dtype=torch.bool)
+    up = torch.nn.functional.interpolate(logits, size=(16, 16), mode="bilinear",
+                                         align_corners=False)
+    assert dice_bce_loss(logits, masks, has).item() == pytest.approx(
+        dice_bce_loss(up, masks, has).item(), rel=1e-6)
+    none = dice_bce_loss(logits, masks, torch.zeros(2, dtype=torch.bool))
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_dice_bce_on_the_v2_tumour_head_learns_the_masks():
+    torch.manual_seed(0)
+    model = create_model("braintumor-net-v2", image_size=64, widths=(8, 16, 32, 64),
+                         decoder_width=16).train()
+    loss = MaskLoss(model, "tumour_head", image_size=64, kind="dice-bce")
+    assert isinstance(loss.head, torch.nn.Identity)  # the model's own one-channel map
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    x, masks = torch.rand(8, 1, 64, 64), _masks(8)
+    x[:, :, 8:24, 40:56] += 1.0  # the tumour is visible where the mask says
+    has = torch.ones(8, dtype=torch.bool)
+    values = []
+    for _ in range(12):
+        model(x)
+        value = loss(masks, has)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        values.append(value.item())
+    assert values[-1] < 0.5 * values[0]
+    loss.remove()
+
+
+def test_unknown_mask_loss_is_named():
+    with pytest.raises(ValueError, match="dice-bce"):
+        MaskLoss(_model(), "stages.3", image_size=64, kind="dice")

@@ -90,7 +90,7 @@ def test_run_with_tumour_masks_learns_them_and_ships_the_plain_classifier(
     card = load_bundle(tmp_path / "run" / "bundle").card
     used = card["data"]["tumour_masks"]
     assert used["problems"] == [str(bad)]
-    # Training rows only (validation never sees a mask); notumor counts as an empty mask.
+    # The mask loss counts training rows only; notumor counts as an empty mask.
     train_counts = card["data"]["counts"]["train"]
     assert used["training_images_with_mask"] == {
         "glioma": train_counts["glioma"], "meningioma": train_counts["meningioma"] - 1,

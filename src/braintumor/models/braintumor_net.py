@@ -174,10 +174,16 @@ class BrainTumorNet(nn.Module):
         return self.stages(self.stem(x))
 
 
-@register_model("braintumor-net")
-def braintumor_net(num_classes: int = 4, in_channels: int = 1, **kwargs) -> nn.Module:
+def pop_image_size(kwargs: dict) -> None:
+    """Take the registry's ``image_size`` out of a builder's kwargs, refusing a size the
+    space-to-depth stem cannot cut (shared by the braintumor-net builders)."""
     image_size = kwargs.pop("image_size", None)
     if kwargs.get("stem") == "space-to-depth" and image_size and image_size % 4:
         raise ValueError(f"the space-to-depth stem cuts the image into 4x4 blocks: image size "
                          f"{image_size} is not a multiple of 4")
+
+
+@register_model("braintumor-net")
+def braintumor_net(num_classes: int = 4, in_channels: int = 1, **kwargs) -> nn.Module:
+    pop_image_size(kwargs)
     return BrainTumorNet(num_classes, in_channels, **kwargs)

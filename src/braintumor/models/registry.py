@@ -41,7 +41,7 @@ def create_model(name: str, num_classes: int = 4, in_channels: int = 1, **kwargs
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators.
-    from braintumor.models import braintumor_net, paper_cnn  # noqa: F401
+    from braintumor.models import braintumor_net, braintumor_net_v2, paper_cnn  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ class AugmentConfig:
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+MASK_LOSSES = ("area-bce", "dice-bce")  # training/mask_loss.py
 
 
 def flag(help: str, *, fixed_on_resume: bool = False,
@@ -116,6 +117,15 @@ class TrainConfig:
         "weight of that loss (default 0.5)"))
     mask_layer: str | None = fixed(default=None)
     mask_empty_classes: list[str] = field(default_factory=list)
+    # Which mask loss (training/mask_loss.py): area-bce (BCE against the tumour share of each
+    # cell) or dice-bce (BCE over every masked image plus Dice over the non-empty masks, on the
+    # map upsampled to the image: for a model's own tumour head, e.g. braintumor-net-v2 with
+    # ``mask_layer: tumour_head``). With dice-bce and a model with a tumour head, validation
+    # also logs the head's Dice (val_tumour_dice) on the validation images with a mask, and the
+    # bundle's card records the tumour threshold chosen there (tumour_threshold).
+    mask_loss: str = field(default="area-bce", metadata=flag(
+        "that loss: area-bce (default) or dice-bce (a model's own tumour head)",
+        fixed_on_resume=True))
     seed: int = field(default=42, metadata=flag(
         "random seed (split, initialisation, order)", fixed_on_resume=True))
     val_fraction: float = field(default=0.15, metadata=flag(
@@ -235,6 +245,8 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("augment.erase_area must be [low, high] with 0 < low <= high <= 1")
     if cfg.mask_loss_weight < 0:
         problems.append("mask_loss_weight must be >= 0")
+    if cfg.mask_loss not in MASK_LOSSES:
+        problems.append(f"mask_loss must be one of {', '.join(MASK_LOSSES)}")
     if cfg.masks and (cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0):
         problems.append("the mask loss (masks) cannot be combined with MixUp/CutMix, which "
                         "would need mixed masks; set augment.mixup_alpha and cutmix_alpha to 0")

@@ -146,6 +146,7 @@ class CacheDataModule(L.LightningDataModule):
         self.mask_empty_classes = list(mask_empty_classes)
         self.mask_summary: dict | None = None
         self.summary: SplitSummary  # set by prepare()
+        self.val_masks: tuple[np.ndarray, np.ndarray] | None = None  # with masks: (masks, has)
         self._prepared = False
 
     def prepare(self) -> SplitSummary:
@@ -195,10 +196,15 @@ class CacheDataModule(L.LightningDataModule):
                                ("test", self.test_rows))
         }
         if self.masks is not None:
-            # Training rows only: validation and test never see a mask, so selection and the
-            # test figures measure the classifier alone.
+            # Training rows for the mask loss; validation rows only for the tumour head's Dice
+            # (val_tumour_dice) and the card's tumour threshold, never for a loss or the
+            # checkpoint selection; test rows never see a mask. The classifier's figures
+            # measure it alone.
             self._tensors["train"] = TensorDataset(
                 *self._tensors["train"].tensors, *self._train_masks(index.root))
+            self.val_masks = self._val_masks(index.root)
+            self._tensors["val"] = TensorDataset(
+                *self._tensors["val"].tensors, *map(torch.from_numpy, self.val_masks))
         counts = {name: {c: int((labels[rows] == i).sum()) for i, c in enumerate(self.classes)}
                   for name, rows in (("train", self.train_rows), ("val", self.val_rows),
                                      ("test", self.test_rows))}
@@ -230,6 +236,23 @@ class CacheDataModule(L.LightningDataModule):
             "problems": [p for p, _ in got.problems],
         }
         return torch.from_numpy(got.masks), torch.from_numpy(got.has_mask)
+
+    def _val_masks(self, data_root: Path) -> tuple[np.ndarray, np.ndarray]:
+        """(masks, has_mask) of the validation rows, as :meth:`_train_masks` reads them."""
+        rows, c = self.val_rows, self.cached
+        assert self.masks is not None  # called only when masks were given
+        got = masks_for_rows([c.paths[r] for r in rows], [c.labels[r] for r in rows],
+                             [c.crops[r] for r in rows], data_root, self.masks,
+                             self.pre.image_size, self.mask_empty_classes)
+        if got.problems:
+            log.warning("%d validation mask(s) unusable (left out of val_tumour_dice): %s",
+                        len(got.problems), "; ".join(f"{p}: {r}" for p, r in got.problems))
+        labels = [c.labels[r] for r in rows]
+        if self.mask_summary is not None:
+            self.mask_summary["validation_images_with_mask"] = {
+                k: int(sum(1 for lbl, h in zip(labels, got.has_mask, strict=True)
+                           if h and lbl == k)) for k in self.classes}
+        return got.masks, got.has_mask
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

@@ -16,7 +16,8 @@ from typing import Any
 import lightning as L
 
 COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "val_f1", "lr", "epoch_seconds",
-           "train_images_per_second", "train_mask_loss"]  # the last: empty without masks
+           "train_images_per_second", "train_mask_loss",
+           "val_tumour_dice"]  # the last two: empty without masks (and a tumour head)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -62,6 +63,8 @@ class EpochCSV(L.Callback):
                "epoch_seconds": round(seconds, 2),
                "train_images_per_second": round(self._seen * trainer.world_size / seconds, 1),
                "train_mask_loss": (_f(m["train_mask_loss"]) if "train_mask_loss" in m
+                                   else None),
+               "val_tumour_dice": (_f(m["val_tumour_dice"]) if "val_tumour_dice" in m
                                    else None)}
         rows = [r for r in read_metrics(self.path) if r["epoch"] < row["epoch"]] + [row]
         self._write(rows)

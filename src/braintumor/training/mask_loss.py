@@ -11,6 +11,19 @@ plain classifier: nothing changes at inference.
 The forward hook is kept in this one class (as MONAI keeps CAM hooks in one place) and only
 records activations while gradients are enabled in training mode, so validation and export
 never hold on to feature maps.
+
+Two losses (``mask_loss`` in the config):
+
+- ``area-bce`` (the first one): BCE of each cell against the share of tumour pixels in it
+  (the mask area-pooled to the layer's grid). A soft target per cell; right for a coarse
+  auxiliary head whose map nobody looks at.
+- ``dice-bce`` (:func:`dice_bce_loss`, for a model's own tumour head, braintumor-net-v2): the
+  logits are upsampled bilinearly to the mask's grid (the model input) and scored there, per
+  pixel, against the binarised mask, because that upsampled map is exactly what people are
+  shown and what Dice is measured on (``models/tumour.py``): one geometry for training and
+  use. The small tumours (5th percentile 0.27 % of the image, about 10 x 10 px at 192 px) are
+  a few cells of a 24 x 24 map; area pooling would turn them into faint soft targets that a
+  0.5 threshold never reaches.
 """
 
 from __future__ import annotations
@@ -19,10 +32,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from braintumor.training.config import MASK_LOSSES
+
+
+def dice_bce_loss(logits: torch.Tensor, masks: torch.Tensor, has_mask: torch.Tensor,
+                  smooth: float = 1.0) -> torch.Tensor:
+    """BCE over every image with a mask plus soft Dice over those whose mask is not empty.
+
+    ``logits`` (N, 1, h, w) on any grid, upsampled (bilinear) to ``masks`` (N, 1, S, S);
+    masks are binarised at 0.5 (their edges come partial from the resize to the model grid).
+    ``has_mask`` False: the image takes no part (a tumour without a drawn mask).
+
+    Empty masks (``notumor``, counted as having an empty mask) are in the BCE, which punishes
+    every false-positive pixel, but not in the Dice: the Dice of an empty target is 0 for any
+    prediction but an exactly empty one, so its gradient would only push the whole map to 0,
+    and with the smoothing constant it is dominated by that constant rather than the data.
+    Dice is per image (then averaged) rather than over the batch, so a small tumour counts as
+    much as a large one, as the mean Dice per slice that the threshold and targets use.
+    ``smooth`` (1 pixel) keeps a tiny tumour's Dice finite and differentiable.
+
+    A batch without a usable mask gives a zero that still depends on ``logits`` (every
+    parameter gets a gradient, which distributed training requires).
+    """
+    logits = logits.float()
+    if logits.shape[-2:] != masks.shape[-2:]:
+        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear",
+                               align_corners=False)
+    target = (masks.float() > 0.5).float()
+    use = has_mask.to(logits.device, torch.bool)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((1, 2, 3))
+    w = use.float()
+    loss = (bce * w).sum() / w.sum().clamp_min(1.0)
+    positive = use & (target.flatten(1).sum(1) > 0)
+    if bool(positive.any()):
+        p, m = torch.sigmoid(logits[positive]).flatten(1), target[positive].flatten(1)
+        dice = (2 * (p * m).sum(1) + smooth) / (p.sum(1) + m.sum(1) + smooth)
+        loss = loss + (1.0 - dice).mean()
+    return loss
+
 
 class MaskLoss(nn.Module):
-    def __init__(self, model: nn.Module, layer: str, image_size: int, in_channels: int = 1):
+    def __init__(self, model: nn.Module, layer: str, image_size: int, in_channels: int = 1,
+                 kind: str = "area-bce"):
         super().__init__()
+        if kind not in MASK_LOSSES:
+            raise ValueError(f"mask loss must be one of {', '.join(MASK_LOSSES)}, not {kind!r}")
+        self.kind = kind
         target = model.get_submodule(layer)  # AttributeError names the missing layer
         self.layer = layer
         self._features: torch.Tensor | None = None
@@ -65,6 +120,8 @@ class MaskLoss(nn.Module):
             raise RuntimeError(f"no activations recorded at {self.layer!r}: call the model in "
                                "training mode with gradients enabled before the mask loss")
         logits = self.head(feats).float()
+        if self.kind == "dice-bce":
+            return dice_bce_loss(logits, masks, has_mask)
         target = F.adaptive_avg_pool2d(masks.float(), logits.shape[-2:]).clamp_(0.0, 1.0)
         per_image = F.binary_cross_entropy_with_logits(logits, target,
                                                        reduction="none").mean((1, 2, 3))

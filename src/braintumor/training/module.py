@@ -16,10 +16,12 @@ import torchmetrics
 from torch import nn
 
 from braintumor.models import create_model
+from braintumor.models.tumour import has_tumour_head, tumour_probabilities
 from braintumor.training.augment import BatchAugment
 from braintumor.training.config import TrainConfig
 from braintumor.training.mask_loss import MaskLoss
 from braintumor.training.mix import BatchMix
+from braintumor.training.tumour_threshold import dice_per_image
 
 
 def class_weights(counts: Sequence[float] | np.ndarray, enabled: bool) -> torch.Tensor | None:
@@ -48,7 +50,11 @@ class Classifier(L.LightningModule):
             layer = cfg.mask_layer or getattr(self.model, "target_layer", None)
             if layer is None:
                 raise ValueError(f"model {cfg.model} names no target_layer; set mask_layer")
-            self.mask_loss = MaskLoss(self.model, layer, cfg.image_size)
+            self.mask_loss = MaskLoss(self.model, layer, cfg.image_size, kind=cfg.mask_loss)
+        # The tumour head's Dice (threshold 0.5) on validation images with a non-empty mask:
+        # logged, never monitored (the masks do not choose the checkpoint).
+        self.val_tumour_dice = (torchmetrics.MeanMetric() if cfg.masks
+                                and has_tumour_head(self.model) else None)
         a = cfg.augment
         self.mix = BatchMix(a.mixup_alpha, a.cutmix_alpha, a.mix_prob if a.enabled else 0.0)
         weights = class_weights(class_counts, cfg.class_weights) if class_counts is not None \
@@ -120,8 +126,13 @@ class Classifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        logits = self.model(x).float()
+        x, y, *mask = batch  # with masks: (masks, has_mask), used for val_tumour_dice only
+        if mask and self.val_tumour_dice is not None:
+            logits, prob = tumour_probabilities(self.model, x)
+            self._update_tumour_dice(prob, *mask)
+        else:
+            logits = self.model(x)
+        logits = logits.float()
         loss = nn.functional.cross_entropy(logits, y)  # unweighted: comparable across runs
         self.val_acc.update(logits, y)
         self.val_f1.update(logits, y)
@@ -129,6 +140,15 @@ class Classifier(L.LightningModule):
                  sync_dist=True)
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
         self.log("val_f1", self.val_f1, on_epoch=True, prog_bar=True)
+
+    def _update_tumour_dice(self, prob: torch.Tensor, masks: torch.Tensor,
+                            has_mask: torch.Tensor) -> None:
+        target = masks > 0.5
+        use = has_mask.bool() & target.flatten(1).any(1)
+        if self.val_tumour_dice is not None and bool(use.any()):
+            dice = dice_per_image(prob[use, 0], target[use, 0], (0.5,))[:, 0]
+            self.val_tumour_dice.update(dice.to(prob.device))
+            self.log("val_tumour_dice", self.val_tumour_dice, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:  # an optimizer, or Lightning's dict with a schedule
         cfg = self.cfg

@@ -29,6 +29,7 @@ from braintumor.evaluation.metrics import headline_metrics
 from braintumor.models import create_model, model_info, save_bundle
 from braintumor.models.registry import ModelInfo
 from braintumor.models.runtime import predict_logits
+from braintumor.models.tumour import has_tumour_head
 from braintumor.training.checkpoint_io import AtomicCheckpointIO
 from braintumor.training.config import (
     TrainConfig,
@@ -40,6 +41,7 @@ from braintumor.training.ema import WarmupEMA
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
 from braintumor.training.module import Classifier
+from braintumor.training.tumour_threshold import validation_threshold
 
 if TYPE_CHECKING:
     from braintumor.training.monitoring import FullSizeCheckpoint
@@ -237,6 +239,7 @@ def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
     if dm.has_test():
         test_logits = predict_logits(model, np.asarray(cached.images[dm.test_rows]))
         metrics["test"] = headline_metrics(test_logits, dm.labels[dm.test_rows], classes)
+    tumour_threshold = _tumour_threshold(model, dm, metrics["validation"])
     rows = read_metrics(out / "metrics.csv")
     if rows:
         plot_curves(rows, out / "curves.png")
@@ -273,6 +276,8 @@ def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
         },
         "metrics": metrics,
     }
+    if tumour_threshold is not None:
+        card["tumour_threshold"] = tumour_threshold
     bundle = save_bundle(model, out / "bundle", model_name=cfg.model, classes=classes,
                          preprocess=dm.pre, temperature=temperature, extra=card)
     exported = None
@@ -284,6 +289,23 @@ def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
                "temperature": temperature, **card["training"], "metrics": metrics}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _tumour_threshold(model: torch.nn.Module, dm: CacheDataModule,
+                      validation: dict) -> float | None:
+    """The tumour threshold chosen on the validation masks (training/tumour_threshold.py),
+    its Dice added to ``validation``; None for a model without a tumour head or masks."""
+    if dm.val_masks is None or not has_tumour_head(model):
+        return None
+    try:
+        choice = validation_threshold(model, dm.cached.images[dm.val_rows], dm.val_masks[0])
+    except ValueError as exc:  # no validation image with a mask: the card says so
+        log.warning("no tumour threshold chosen: %s", exc)
+        return None
+    validation.update(choice.card_metrics())
+    print(f"tumour threshold {choice.threshold:.2f}: validation Dice {choice.dice:.4f} on "
+          f"{choice.images} masked slices", file=sys.stderr)
+    return choice.threshold
 
 
 def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
