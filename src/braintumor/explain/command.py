@@ -14,10 +14,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import image_files_in
 from braintumor.data.errors import ImageReadError
 from braintumor.explain.explainer import Explainer, Explanation
+from braintumor.explain.outline_panel import trace_outlines
 from braintumor.explain.overlay import colormap_lut
 from braintumor.explain.registry import canonical_method
 
@@ -73,6 +76,30 @@ def _row(path: Path, png: Path, npy: bool, e: Explanation) -> dict:
     }
 
 
+def _save(e: Explanation, traced, png: Path, save_npy: bool) -> Path:
+    """The panel PNG; with a tumour-head model, the predicted outline is its fourth panel."""
+    if traced is None:
+        return e.save(png, save_npy=save_npy)
+    from braintumor.explain.outline_panel import explain_outline_panel
+    from braintumor.explain.overlay import save_png
+
+    path = save_png(explain_outline_panel(e, traced), png)
+    if save_npy:
+        np.save(path.with_suffix(".npy"), e.heatmap.astype(np.float32))
+    return path
+
+
+def _outline_row(traced) -> dict:
+    if traced is None:
+        return {}
+    from braintumor.inference.outline import OUTLINE_CAVEAT
+
+    return {"tumour_area_px": traced.area_px,
+            "tumour_area_percent": round(traced.area_percent, 4),
+            "tumour_threshold": traced.threshold, "tumour_outline": traced.polygons,
+            "tumour_outline_note": OUTLINE_CAVEAT}
+
+
 def explain_command(args) -> int:
     from tqdm.auto import tqdm
 
@@ -123,12 +150,14 @@ def explain_command(args) -> int:
         try:
             explanations = explainer.explain_prepared([r for _, r in ready], method, target,
                                                       batch_size=args.batch_size)
+            outlines = trace_outlines(explainer.model, loaded.card, [r for _, r in ready])
         except (RuntimeError, ValueError) as exc:  # keep the batch going past a model error
             failed += [(str(p), f"explanation failed: {exc}") for p, _ in ready]
-            ready, explanations = [], []
-        for (path, _), e in zip(ready, explanations, strict=True):
-            png = e.save(name_for(path), save_npy=args.save_npy)
-            rows.append(_row(path, png, args.save_npy, e))
+            ready, explanations, outlines = [], [], None
+        for k, ((path, _), e) in enumerate(zip(ready, explanations, strict=True)):
+            traced = outlines[k] if outlines else None
+            png = _save(e, traced, name_for(path), args.save_npy)
+            rows.append(_row(path, png, args.save_npy, e) | _outline_row(traced))
             bar.write(f"{path}: predicted {e.label} (p = {e.confidence:.3f}), "
                       f"explained {e.target} -> {png}", file=sys.stdout)
         bar.update(len(chunk))
