@@ -32,6 +32,7 @@ from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
 from braintumor.serve.guard import UploadGuard, key_matches, too_large_error, unauthorized_error
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
+from braintumor.serve.outline import tumour_body
 from braintumor.serve.schemas import (
     ErrorResponse,
     ExplanationResponse,
@@ -121,6 +122,8 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         """The model card: architecture, classes, preprocessing, calibration, metrics."""
         return {"name": predictor.name, "checksum": predictor.checksum,
                 "classes": list(predictor.classes), "card": predictor.card,
+                "has_tumour_head": predictor.has_tumour_head,
+                "tumour_threshold": predictor.tumour_threshold,
                 "disclaimer": DISCLAIMER}
 
     def classify(file: UploadFile, explain: bool) -> _Classified:
@@ -182,6 +185,7 @@ def create_app(predictor, settings: ServeSettings | None = None) -> FastAPI:
         body["overlay_png"] = base64.b64encode(overlay).decode("ascii")
         body["heatmap_png"] = base64.b64encode(heatmap).decode("ascii")
         body["scan_png"] = base64.b64encode(png_bytes(result.loaded.pixels)).decode("ascii")
+        body["tumour"] = tumour_body(result.prediction, predictor.tumour_threshold)
         return JSONResponse(finish(body, result.started, "explain"))
 
     app.include_router(v1)
