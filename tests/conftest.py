@@ -131,13 +131,13 @@ def make_tumour_bundle(out: Path, image_size: int = 96, seed: int = 0) -> Path:
     model = create_model("braintumor-net", num_classes=len(CLASSES), **kwargs)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            if isinstance(m, torch.nn.Linear):
-                m.weight.mul_(3.0)
+        # Spread the outputs out (a fresh net starts near-uniform): random BN scales and
+        # shifts, and a steeper classifier.
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            for t in (bn.weight, bn.running_var):
+                t.copy_(0.5 + torch.rand(t.shape, generator=g))
+            bn.bias.copy_(0.1 * torch.randn(bn.bias.shape, generator=g))
+        model.head[-1].weight.mul_(3.0)
         model.eval()
         cfg = PreprocessConfig(image_size=image_size)
         x = to_model_input(preprocess(make_slice(image_size, seed, (0.35, 0.35)), cfg).image)
