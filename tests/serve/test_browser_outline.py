@@ -37,7 +37,8 @@ def test_outline_is_drawn_for_a_tumour_head_model(browser, tumour_server, tmp_pa
     scan = tmp_path / "scan.png"
     scan.write_bytes(encode(synthetic_slice(150, seed=4, blob=(0.35, 0.35))))
     api = httpx.post(tumour_server.url + "/v1/explain",
-                     files={"file": ("scan.png", scan.read_bytes(), "image/png")}).json()
+                     files={"file": ("scan.png", scan.read_bytes(), "image/png")},
+                     timeout=120).json()  # the first explain builds the Grad-CAM copy
     _upload(browser, tumour_server.url, scan)
     assert not browser.execute_script("return document.getElementById('outline-figure').hidden")
     drawn = browser.execute_script(
