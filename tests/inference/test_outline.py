@@ -10,6 +10,7 @@ from braintumor.data.preprocess import map_to_original, preprocess, to_model_inp
 from braintumor.explain.localisation import head_mask
 from braintumor.inference.outline import (
     card_threshold,
+    head_area,
     outline_on_input,
     probability_maps,
     rle_decode,
@@ -179,3 +180,11 @@ def test_plain_model_gives_no_outline_and_no_new_keys(tiny_bundle, synthetic_sli
             pred.tumour_outline) == (None, None, None, None)
     assert set(pred.to_dict()) == {"source", "label", "confidence", "probabilities", "model",
                                    "checksum", "error", "seconds", "has_heatmap"}
+
+
+def test_head_area_of_a_large_slice_is_counted_on_a_subsample(synthetic_slice):
+
+    pixels = synthetic_slice(600, seed=3, blob=(0.35, 0.35))
+    exact = int(head_mask(pixels).sum())
+    assert head_area(pixels) == pytest.approx(exact, rel=0.01)
+    assert head_area(pixels, max_side=1000) == exact
