@@ -29,7 +29,7 @@ def outline_legend(threshold: float, area_px: int, area_percent: float
              f"{area_percent:.1f} % of the head): {OUTLINE_CAVEAT}")]
 
 
-def draw_outline(pixels_u8: np.ndarray, polygons: Sequence[Sequence[tuple[float, float]]],
+def draw_outline(pixels_u8: np.ndarray, polygons: Sequence[Sequence[Sequence[float]]],
                  colour: tuple[int, int, int] = OUTLINE_COLOUR) -> np.ndarray:
     """(H, W, 3) uint8: the scan in grey with each closed polygon drawn over it.
 
