@@ -13,7 +13,7 @@ from PIL import Image
 
 from braintumor import DISCLAIMER
 from braintumor.cli import main
-from braintumor.inference.outline import OUTLINE_CAVEAT, OUTLINE_COLOUR
+from braintumor.explain.outline import OUTLINE_CAVEAT, OUTLINE_COLOUR
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_plain_model_csv_and_files_are_unchanged(tiny_bundle, scans, tmp_path, c
     assert main(["predict", str(scans), "--model", str(tiny_bundle), "--explain", str(out),
                  "--format", "csv"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
-    assert header.endswith(",overlay,error") and "tumour" not in header
+    assert header.endswith(",overlay,error,ood_score,warning") and "tumour" not in header
     assert sorted(p.name.split(".")[-2] for p in out.iterdir()) == ["gradcam", "gradcam"]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from braintumor.inference.outline import OUTLINE_CAVEAT
+from braintumor.explain.outline import OUTLINE_CAVEAT
 from braintumor.inference.predictor import Predictor
 from braintumor.serve.app import create_app
 from braintumor.serve.settings import ServeSettings

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from braintumor.inference.outline import OUTLINE_CAVEAT, rle_decode
+from braintumor.explain.outline import OUTLINE_CAVEAT, rle_decode
 from braintumor.inference.predictor import Predictor
 from braintumor.serve.app import create_app
 

@@ -22,7 +22,12 @@ import torch
 from captum.attr import LayerAttribution
 from torch import nn
 
-from braintumor._warnings_lock import WARNINGS_LOCK
+# captum's notes on setting requires_grad / ReLU hooks that it undoes itself. Filters that
+# stay installed, matched by message, rather than a catch_warnings block around the backward
+# pass: that block needs the process-wide warnings lock, and holding it for a whole
+# attribution made DICOM reads (and every other request that silences a warning) wait.
+warnings.filterwarnings("ignore", message=".*required_grads has been set")
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
 
 
 class TargetScore(nn.Module):
@@ -90,7 +95,7 @@ straight ridges and "diamonds" (issue 22). Bicubic has a continuous slope, so th
 as the smooth field it stands for; its slight overshoot below 0 is clipped."""
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """(N, 1, h, w) layer maps -> (N, S, S) input-resolution maps (bicubic, via captum;
     see :data:`UPSAMPLE_MODE`), clipped at 0 so a non-negative map stays non-negative."""
     if tuple(maps.shape[-2:]) != tuple(size):
@@ -147,11 +152,7 @@ class AttributionMethod(ABC):
                  layer: nn.Module | None) -> torch.Tensor:
         if not self.single_pass:
             score.resolve(inputs)
-        with WARNINGS_LOCK, warnings.catch_warnings():
-            # captum's notes on setting requires_grad / ReLU hooks it undoes itself.
-            warnings.filterwarnings("ignore", message=".*required_grads has been set")
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            maps = self.raw_maps(score, inputs, layer)
+        maps = self.raw_maps(score, inputs, layer)
         if maps.shape != (inputs.shape[0], *inputs.shape[-2:]):
             raise RuntimeError(f"{self.name}: maps of shape {tuple(maps.shape)} for inputs of "
                                f"shape {tuple(inputs.shape)}")

@@ -2,7 +2,7 @@
 
 Used by ``braintumor explain`` (a fourth panel after input | heatmap | overlay) and by
 ``braintumor predict --explain`` (``<stem>.<label>.outline.png``: overlay | outline). Every
-rendering carries a colour legend and the line :data:`~braintumor.inference.outline.
+rendering carries a colour legend and the line :data:`~braintumor.explain.outline.
 OUTLINE_CAVEAT` ("model's estimate, not a measured tumour outline") beside the research-use
 line. Only models with a tumour head (``braintumor.models.tumour``) get an outline; for any
 other model these functions are never called and the PNGs are exactly what they were.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from braintumor.explain.outline import OUTLINE_CAVEAT, OUTLINE_COLOUR, TumourOutline
 from braintumor.explain.overlay import SHORT_DISCLAIMER, compose_panels
-from braintumor.inference.outline import OUTLINE_CAVEAT, OUTLINE_COLOUR, TumourOutline
 
 OUTLINE_TITLE = "tumour outline (model)"
 
@@ -33,7 +33,7 @@ def draw_outline(pixels_u8: np.ndarray, polygons: Sequence[Sequence[Sequence[flo
                  colour: tuple[int, int, int] = OUTLINE_COLOUR) -> np.ndarray:
     """(H, W, 3) uint8: the scan in grey with each closed polygon drawn over it.
 
-    Points are pixel centres (``braintumor.inference.outline``), which is also how Pillow
+    Points are pixel centres (``braintumor.explain.outline``), which is also how Pillow
     addresses pixels, so the line lies on the pixels it describes. Its width grows with the
     image so that it stays visible on a 512 px scan as on a 128 px one.
     """
@@ -85,7 +85,7 @@ def trace_outlines(model, card: dict | None, prepared) -> list[TumourOutline] | 
     import torch
 
     from braintumor.data.preprocess import to_model_input
-    from braintumor.inference.outline import card_threshold, outline_on_input
+    from braintumor.explain.outline import card_threshold, outline_on_input
     from braintumor.models.tumour import has_tumour_head, tumour_probabilities
 
     if not has_tumour_head(model) or not prepared:

@@ -110,7 +110,8 @@ def compose_panels(panels: Sequence[tuple[str, np.ndarray]], caption: Sequence[s
     font = _font(font_px)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     swatch = font_px
-    lines = [(None, ln) for text in caption for ln in _wrap(scratch, text, font, width - 2 * gap)]
+    lines: list[tuple[tuple[int, ...] | None, str]] = [
+        (None, ln) for text in caption for ln in _wrap(scratch, text, font, width - 2 * gap)]
     for colour, text in legend:
         wrapped = _wrap(scratch, text, font, width - 3 * gap - swatch)
         lines += [(colour if k == 0 else (), ln) for k, ln in enumerate(wrapped)]
@@ -121,11 +122,11 @@ def compose_panels(panels: Sequence[tuple[str, np.ndarray]], caption: Sequence[s
     for i, (_, panel) in enumerate(panels):
         canvas.paste(Image.fromarray(np.ascontiguousarray(panel)), (i * (w + gap), top))
     draw = ImageDraw.Draw(canvas)
-    for k, (colour, ln) in enumerate(lines):
+    for k, (mark, ln) in enumerate(lines):
         x, y = gap, gap // 2 + k * line_h
-        if colour is not None:  # a legend line: swatch (first line only), then the text
-            if colour:
-                draw.rectangle([x, y + 2, x + swatch - 2, y + swatch], fill=tuple(colour))
+        if mark is not None:  # a legend line: swatch (first line only), then the text
+            if mark:
+                draw.rectangle([x, y + 2, x + swatch - 2, y + swatch], fill=tuple(mark))
             x += swatch + gap
         draw.text((x, y), ln, fill=(240, 240, 240), font=font)
     if title_h:

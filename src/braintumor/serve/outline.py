@@ -2,7 +2,7 @@
 
 Only for models with a tumour head (``braintumor.models.tumour``); for any other model the
 answer's ``tumour`` is ``null`` and nothing else changes. The RLE is COCO-style uncompressed
-(``braintumor.inference.outline.rle_encode``): column-major, counts of alternating 0/1 runs
+(``braintumor.explain.outline.rle_encode``): column-major, counts of alternating 0/1 runs
 starting with 0, ``{"size": [H, W], "counts": [...]}``, which ``pycocotools.mask.frPyObjects``
 reads as it is.
 """
@@ -13,7 +13,7 @@ import base64
 
 import numpy as np
 
-from braintumor.inference.outline import OUTLINE_CAVEAT, rle_encode
+from braintumor.explain.outline import OUTLINE_CAVEAT, rle_encode
 from braintumor.serve.imaging import png_bytes
 
 RLE_FORMAT = "coco-uncompressed: column-major, alternating 0/1 run lengths starting with 0"
