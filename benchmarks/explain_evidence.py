@@ -45,12 +45,12 @@ def run(args) -> dict:
 
     from braintumor.explain import Explainer
     from braintumor.explain.evidence import (
-        card_tumour_threshold,
         load_items,
         run_evidence,
         stratified_sample,
         trained_on,
     )
+    from braintumor.explain.outline import card_threshold
     from braintumor.explain.sanity import cascading_randomisation
     from braintumor.models import load_bundle
     from braintumor.models.runtime import inference_copy
@@ -87,7 +87,7 @@ def run(args) -> dict:
         report["training_localisation"] = run_evidence(
             explainer, args.data, "Training", methods, args.loc_limit, args.masks,
             seed=args.seed, model_checks=False, log=log, exclude=exclude,
-            tumour_threshold=card_tumour_threshold(loaded.card))
+            tumour_threshold=card_threshold(loaded.card))
         report["training_localisation"]["held_out"] = bool(exclude)
         finer = Explainer(fast, layer=args.finer_layer)
         log(f"== localisation, gradcam at {args.finer_layer}")

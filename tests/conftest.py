@@ -138,3 +138,51 @@ def data_root() -> Path:
     if not (root / "Training").is_dir():
         pytest.skip(f"dataset not found at {root} (set DATA)")
     return root
+
+
+# ----------------------------------------------------------------- a model with a tumour head
+TUMOUR_THRESHOLD = 0.4  # not the contract's default, so a test can tell the card's is used
+
+
+def make_tumour_bundle(out: Path, image_size: int = 96, seed: int = 0) -> Path:
+    """A tiny braintumor-net with its tumour head on (``tumour_pooling``: a 3 x 3 map at
+    96 px), saved as a bundle whose card records ``tumour_threshold``.
+
+    The head's bias is shifted so that, on a synthetic slice, about a quarter of the map's
+    cells lie above the threshold: an outline then covers part of the image, neither
+    nothing nor all.
+    """
+    import torch
+
+    from braintumor.data.preprocess import PreprocessConfig, preprocess, to_model_input
+    from braintumor.models import create_model, save_bundle
+
+    torch.manual_seed(seed)
+    kwargs = {"widths": [8, 8, 16, 16], "tumour_pooling": True}
+    model = create_model("braintumor-net", num_classes=len(CLASSES), **kwargs)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        # Spread the outputs out (a fresh net starts near-uniform): random BN scales and
+        # shifts, and a steeper classifier.
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            for t in (bn.weight, bn.running_var):
+                t.copy_(0.5 + torch.rand(t.shape, generator=g))
+            bn.bias.copy_(0.1 * torch.randn(bn.bias.shape, generator=g))
+        model.head[-1].weight.mul_(3.0)
+        model.eval()
+        cfg = PreprocessConfig(image_size=image_size)
+        x = to_model_input(preprocess(make_slice(image_size, seed, (0.35, 0.35)), cfg).image)
+        _, tumour = model.forward_with_tumour(x)
+        target = float(np.log(TUMOUR_THRESHOLD / (1 - TUMOUR_THRESHOLD)))
+        model.tumour_head.weight.mul_(4.0 / max(float(tumour.std()), 1e-6))
+        _, tumour = model.forward_with_tumour(x)
+        model.tumour_head.bias.add_(target - float(tumour.quantile(0.75)) + 1e-3)
+    return save_bundle(model, out, model_name="braintumor-net", classes=list(CLASSES),
+                       preprocess=cfg, model_kwargs=kwargs,
+                       extra={"tumour_threshold": TUMOUR_THRESHOLD})
+
+
+@pytest.fixture(scope="session")
+def tumour_bundle(tmp_path_factory) -> Path:
+    """A bundle whose model follows the tumour-head contract (models/tumour.py)."""
+    return make_tumour_bundle(tmp_path_factory.mktemp("tumour-bundle"))

@@ -56,7 +56,15 @@ def test_folder_is_explained_and_failures_reported(tiny_bundle, inputs, tmp_path
         assert panel.shape[1] >= 3 * w and panel.shape[0] > h  # three panels + caption
         heat = np.load(row["npy"])
         assert heat.shape == img.shape
-        assert right_side_up(heat, mask)
+        if label == "pituitary":
+            # The tiny model's pituitary map is nearly symmetric up-down (blob at row 0.68,
+            # its mirror at 0.32): mean heat on the blob vs on its mirror was 0.830 vs 0.820
+            # with bilinear upsampling and 0.814 vs 0.818 with bicubic (issue 22), a margin
+            # that tests no orientation. Left-right (the padding moves the mirror off the
+            # blob) still must hold; glioma and meningioma check both axes.
+            assert heat[mask].mean() > heat[mask[:, ::-1]].mean()
+        else:
+            assert right_side_up(heat, mask)
         assert f"predicted {label} (p = {row['probability']:.3f})" in captured.out
 
 

@@ -16,9 +16,10 @@ from braintumor.data.masks import mask_path, read_mask
 from braintumor.data.preprocess import PreprocessConfig, map_to_original, preprocess
 from braintumor.data.readers import read_image
 from braintumor.explain import Explainer
-from braintumor.explain.evidence import card_tumour_threshold, run_evidence
+from braintumor.explain.evidence import run_evidence
 from braintumor.explain.evidence_card import write_evidence
 from braintumor.explain.localisation import dice_iou
+from braintumor.explain.outline import card_threshold
 from braintumor.models import ModelIntegrityError, create_model, load_bundle, save_bundle
 from braintumor.models.bundle import CARD_NAME, WEIGHTS_NAME
 from tests.conftest import write_masks
@@ -37,7 +38,7 @@ def _localisation(bundle, root, masks) -> dict:
     loaded = load_bundle(bundle)
     return run_evidence(Explainer(loaded), root, "Training", ["gradcam"], None, masks,
                         model_checks=False,
-                        tumour_threshold=card_tumour_threshold(loaded.card))["localisation"]
+                        tumour_threshold=card_threshold(loaded.card))["localisation"]
 
 
 def test_write_card_records_the_localisation_figures(tiny_bundle, synthetic_dataset, tmp_path,

@@ -100,7 +100,8 @@ def test_gradcam_prediction_comes_from_the_same_forward(tiny_model, tiny_config,
 
 
 def test_gradcam_matches_the_definition(tiny_model, tiny_config, eval_set):
-    """ReLU(sum_k mean(dy/dA_k) * A_k), upsampled bilinearly, scaled to max 1."""
+    """ReLU(sum_k mean(dy/dA_k) * A_k), upsampled bicubically (clipped at 0: see
+    base.UPSAMPLE_MODE), scaled to max 1."""
     image = eval_set[3][0].image
     x = torch.from_numpy(image).float().div(255)[None, None]
     _, layer = resolve_layer(tiny_model)
@@ -113,7 +114,7 @@ def test_gradcam_matches_the_definition(tiny_model, tiny_config, eval_set):
     target = int(logits.argmax())
     grads = torch.autograd.grad(logits[0, target], store["a"])[0]
     cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * store["a"]).sum(1, keepdim=True))
-    cam = torch.nn.functional.interpolate(cam, (SIZE, SIZE), mode="bilinear")[0, 0]
+    cam = torch.nn.functional.interpolate(cam, (SIZE, SIZE), mode="bicubic")[0, 0].clamp_min(0)
     expected = (cam / cam.max()).detach().numpy()
     got = Explainer(tiny_model, preprocess=tiny_config).explain_batch(image[None]).maps[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)

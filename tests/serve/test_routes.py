@@ -85,8 +85,8 @@ def test_explain_json_has_overlay_heatmap_and_scan(client, predictor, scan_png):
     alpha = np.asarray(heat)[..., 3]
     # transparency follows the map: strongest evidence most opaque, and not all one value
     assert alpha.max() > alpha.min()
-    assert np.unravel_index(alpha.argmax(), alpha.shape) in set(
-        zip(*np.nonzero(direct.heatmap >= direct.heatmap.max() - 1e-6), strict=True))
+    # (alpha saturates below the map's top, so compare at the map's peak, not argmax to argmax)
+    assert alpha[np.unravel_index(direct.heatmap.argmax(), alpha.shape)] == alpha.max()
     scan = _png_from_b64(body["scan_png"])
     assert scan.mode == "L" and scan.size == (96, 96)
 

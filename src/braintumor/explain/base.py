@@ -87,10 +87,22 @@ def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Mo
     return name, modules[name]
 
 
+UPSAMPLE_MODE = "bicubic"
+"""How layer maps reach the input's resolution. Bicubic, not bilinear: bilinear interpolation
+is only continuous, its slope jumps on every cell boundary of the layer's grid, and from a
+coarse grid (6 x 6 at 192 px, a cell of 32 px) those creases are what a colormap shows as
+straight ridges and "diamonds" (issue 22). Bicubic has a continuous slope, so the map reads
+as the smooth field it stands for; its slight overshoot below 0 is clipped."""
+
+
 def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """(N, 1, h, w) layer maps -> (N, S, S) input-resolution maps (bilinear, via captum)."""
+    """(N, 1, h, w) layer maps -> (N, S, S) input-resolution maps (bicubic, via captum;
+    see :data:`UPSAMPLE_MODE`), clipped at 0 so a non-negative map stays non-negative."""
     if tuple(maps.shape[-2:]) != tuple(size):
-        maps = LayerAttribution.interpolate(maps, size, interpolate_mode="bilinear")
+        low = float(maps.detach().min())
+        maps = LayerAttribution.interpolate(maps, size, interpolate_mode=UPSAMPLE_MODE)
+        if low >= 0:
+            maps = maps.clamp_min(0)
     return maps[:, 0]
 
 

@@ -16,17 +16,20 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError
 from braintumor.data.errors import ImageReadError
 from braintumor.data.inputs import OutputNames, expand_inputs
 from braintumor.explain.evidence import (
-    card_tumour_threshold,
     print_report,
     run_evidence,
     trained_on,
 )
 from braintumor.explain.explainer import Explainer, Explanation
+from braintumor.explain.outline import card_threshold
+from braintumor.explain.outline_panel import trace_outlines
 from braintumor.explain.overlay import colormap_lut
 from braintumor.explain.registry import canonical_method
 
@@ -44,6 +47,30 @@ def _row(path: Path, png: Path, npy: bool, e: Explanation) -> dict:
         "layer": e.layer,
         "size": list(e.image.shape),
     }
+
+
+def _save(e: Explanation, traced, png: Path, save_npy: bool) -> Path:
+    """The panel PNG; with a tumour-head model, the predicted outline is its fourth panel."""
+    if traced is None:
+        return e.save(png, save_npy=save_npy)
+    from braintumor.explain.outline_panel import explain_outline_panel
+    from braintumor.explain.overlay import save_png
+
+    path = save_png(explain_outline_panel(e, traced), png)
+    if save_npy:
+        np.save(path.with_suffix(".npy"), e.heatmap.astype(np.float32))
+    return path
+
+
+def _outline_row(traced) -> dict:
+    if traced is None:
+        return {}
+    from braintumor.explain.outline import OUTLINE_CAVEAT
+
+    return {"tumour_area_px": traced.area_px,
+            "tumour_area_percent": round(traced.area_percent, 4),
+            "tumour_threshold": traced.threshold, "tumour_outline": traced.polygons,
+            "tumour_outline_note": OUTLINE_CAVEAT}
 
 
 def explain_command(args: argparse.Namespace) -> int:
@@ -100,12 +127,14 @@ def explain_command(args: argparse.Namespace) -> int:
         try:
             explanations = explainer.explain_prepared([r for _, r in ready], method, target,
                                                       batch_size=args.batch_size)
+            outlines = trace_outlines(explainer.model, loaded.card, [r for _, r in ready])
         except (RuntimeError, ValueError) as exc:  # keep the batch going past a model error
             failed += [(str(p), f"explanation failed: {exc}") for p, _ in ready]
-            ready, explanations = [], []
-        for (path, _), e in zip(ready, explanations, strict=True):
-            png = e.save(out / names(f"{path.stem}_{tag}", ".png"), save_npy=args.save_npy)
-            rows.append(_row(path, png, args.save_npy, e))
+            ready, explanations, outlines = [], [], None
+        for k, ((path, _), e) in enumerate(zip(ready, explanations, strict=True)):
+            traced = outlines[k] if outlines else None
+            png = _save(e, traced, out / names(f"{path.stem}_{tag}", ".png"), args.save_npy)
+            rows.append(_row(path, png, args.save_npy, e) | _outline_row(traced))
             bar.write(f"{path}: predicted {e.label} (p = {e.confidence:.3f}), "
                       f"explained {e.target} -> {png}", file=sys.stdout)
         bar.update(len(chunk))
@@ -150,7 +179,7 @@ def explain_check_command(args: argparse.Namespace) -> int:
                       "localisation uses all masked images", file=sys.stderr)
         report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
                               log=lambda msg: print(msg, file=sys.stderr), exclude=exclude,
-                              tumour_threshold=card_tumour_threshold(loaded.card))
+                              tumour_threshold=card_threshold(loaded.card))
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -181,13 +181,6 @@ def tumour_maps(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32
     return np.concatenate(out)
 
 
-def card_tumour_threshold(card: dict | None) -> float:
-    """The probability a card says a tumour pixel needs (``tumour_threshold``), else the
-    contract's default."""
-    value = (card or {}).get("tumour_threshold")
-    return float(value) if value is not None else DEFAULT_TUMOUR_THRESHOLD
-
-
 def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
                  target: str = "predicted", batch_size: int = 32,
                  tumour_threshold: float = DEFAULT_TUMOUR_THRESHOLD) -> dict:
@@ -314,7 +307,7 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
     ``model_checks=False`` skips sanity and faithfulness (localisation only); ``exclude``:
     resolved paths kept out of every check (the images the model was trained on, see
     :func:`trained_on`); ``tumour_threshold``: where a tumour head's map counts as tumour
-    (the card's, :func:`card_tumour_threshold`)."""
+    (the card's, :func:`~braintumor.explain.outline.card_threshold`)."""
     log = log or (lambda msg: None)
     methods = [canonical_method(m) for m in methods]
     index = discover(data)

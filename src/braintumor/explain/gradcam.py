@@ -2,9 +2,9 @@
 
 The map is the layer's activations weighted by the spatial mean of the class score's gradient,
 summed over channels and rectified (the paper's ReLU: only evidence *for* the class), then
-upsampled bilinearly to the input. One forward and one backward through the head only: the
-gradient is taken with respect to the layer's output, so the layers below it are never
-back-propagated through.
+upsampled bicubically to the input (see ``base.UPSAMPLE_MODE``). One forward and one backward
+through the head only: the gradient is taken with respect to the layer's output, so the
+layers below it are never back-propagated through.
 """
 
 from __future__ import annotations

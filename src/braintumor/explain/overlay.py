@@ -93,26 +93,44 @@ def compose_panel(pixels_u8: np.ndarray, heatmap: np.ndarray, overlay: np.ndarra
                   caption: Sequence[str], colormap: str = "jet") -> np.ndarray:
     """The explain PNG: input | heatmap | overlay side by side, each at the input's own size,
     titled, with ``caption`` lines (prediction, explained class, research-use line) above."""
-    h, w = np.asarray(pixels_u8).shape[:2]
+    gray = np.repeat(np.asarray(pixels_u8)[..., None], 3, axis=2) if np.ndim(pixels_u8) == 2 \
+        else np.asarray(pixels_u8)
+    panels = list(zip(PANEL_TITLES, (gray, colorize(heatmap, colormap), overlay), strict=True))
+    return compose_panels(panels, caption)
+
+
+def compose_panels(panels: Sequence[tuple[str, np.ndarray]], caption: Sequence[str],
+                   legend: Sequence[tuple[tuple[int, int, int], str]] = ()) -> np.ndarray:
+    """Titled (H, W, 3) panels of one size side by side under ``caption`` lines; each
+    ``legend`` entry (colour, text) adds a line led by a swatch of that colour."""
+    h, w = np.asarray(panels[0][1]).shape[:2]
     gap = max(2, w // 64)
-    width = 3 * w + 2 * gap
+    width = len(panels) * w + (len(panels) - 1) * gap
     font_px = int(np.clip(width / 48, 10, 32))
     font = _font(font_px)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    lines = [ln for text in caption for ln in _wrap(scratch, text, font, width - 2 * gap)]
+    swatch = font_px
+    lines: list[tuple[tuple[int, ...] | None, str]] = [
+        (None, ln) for text in caption for ln in _wrap(scratch, text, font, width - 2 * gap)]
+    for colour, text in legend:
+        wrapped = _wrap(scratch, text, font, width - 3 * gap - swatch)
+        lines += [(colour if k == 0 else (), ln) for k, ln in enumerate(wrapped)]
     line_h = int(font_px * 1.3)
     title_h = line_h if w >= 3 * font_px else 0
     top = gap + len(lines) * line_h + title_h
     canvas = Image.new("RGB", (width, top + h), (20, 20, 20))
-    gray = np.repeat(np.asarray(pixels_u8)[..., None], 3, axis=2) if np.ndim(pixels_u8) == 2 \
-        else np.asarray(pixels_u8)
-    for i, panel in enumerate((gray, colorize(heatmap, colormap), overlay)):
+    for i, (_, panel) in enumerate(panels):
         canvas.paste(Image.fromarray(np.ascontiguousarray(panel)), (i * (w + gap), top))
     draw = ImageDraw.Draw(canvas)
-    for k, ln in enumerate(lines):
-        draw.text((gap, gap // 2 + k * line_h), ln, fill=(240, 240, 240), font=font)
+    for k, (mark, ln) in enumerate(lines):
+        x, y = gap, gap // 2 + k * line_h
+        if mark is not None:  # a legend line: swatch (first line only), then the text
+            if mark:
+                draw.rectangle([x, y + 2, x + swatch - 2, y + swatch], fill=tuple(mark))
+            x += swatch + gap
+        draw.text((x, y), ln, fill=(240, 240, 240), font=font)
     if title_h:
-        for i, title in enumerate(PANEL_TITLES):
+        for i, (title, _) in enumerate(panels):
             draw.text((i * (w + gap) + gap, top - title_h), title, fill=(180, 180, 180), font=font)
     return np.asarray(canvas)
 

@@ -34,13 +34,40 @@ def _save_overlay(pred: Prediction, out_dir: Path, names: OutputNames) -> str:
     return str(path)
 
 
+def _save_outline(pred: Prediction, overlay_path: str, threshold: float | None) -> str | None:
+    """``<stem>.<label>.outline.png`` beside the overlay: overlay | predicted tumour outline
+    (tumour-head models only). The scan is read again from its file: a Prediction keeps
+    only the arrays it was asked for, and this is the one caller that needs the raw slice."""
+    from PIL import Image
+
+    from braintumor.data.errors import ImageReadError
+    from braintumor.data.readers import read_image
+    from braintumor.explain.outline_panel import overlay_outline_panel
+
+    if pred.tumour_outline is None or pred.overlay is None or threshold is None:
+        return None
+    try:
+        pixels = read_image(pred.source).pixels
+    except (ImageReadError, OSError) as exc:  # changed or gone since it was predicted
+        print(f"braintumor predict: no outline PNG for {pred.source}: {exc}", file=sys.stderr)
+        return None
+    path = Path(overlay_path.removesuffix(".gradcam.png") + ".outline.png")
+    Image.fromarray(overlay_outline_panel(pixels, pred.overlay, pred, threshold)).save(path)
+    return str(path)
+
+
+def _has_outline(preds: list[Prediction]) -> bool:
+    return any(p.tumour_area_px is not None for p in preds)
+
+
 def format_table(preds: list[Prediction], classes: list[str], model: str, checksum: str) -> str:
     """A fixed-width table for people, with the disclaimer; errors get their own rows."""
     width = max([len("file")] + [len(p.source) for p in preds])
     width = min(width, 60)
     short = [c[:10] for c in classes]
+    outline = _has_outline(preds)
     head = f"{'file':<{width}}  {'prediction':<11} {'conf':>5}  " + " ".join(
-        f"{c:>10}" for c in short) + f"  {'ood':>6}"
+        f"{c:>10}" for c in short) + f"  {'ood':>6}" + ("  tumour_px  %head" if outline else "")
     lines = [f"model {model} (sha256 {checksum[:12]}…)", head, "-" * len(head)]
     for p in preds:
         src = p.source if len(p.source) <= width else "…" + p.source[-(width - 1):]
@@ -48,14 +75,20 @@ def format_table(preds: list[Prediction], classes: list[str], model: str, checks
             lines.append(f"{src:<{width}}  ERROR  {p.error}")
             continue
         probs = " ".join(f"{p.probabilities[c]:>10.3f}" for c in classes)
+        area = (f"  {p.tumour_area_px:>9} {p.tumour_area_percent:>6.1f}"
+                if outline and p.tumour_area_px is not None else "")
         lines.append(f"{src:<{width}}  {p.label:<11} {p.confidence:>5.2f}  {probs}  "
-                     f"{_ood_cell(p)}")
+                     f"{_ood_cell(p)}{area}")
     ok = sum(p.ok for p in preds)
     lines.append(f"{ok} predicted, {len(preds) - ok} failed")
     warned = sum(bool(p.warning) for p in preds)
     if warned:
         lines.append(f"WARNING for {warned} input(s) marked '!': {WARNING_TEXT} (ood: the "
                      "out-of-distribution score, above 1 = unlike the validation scans)")
+    if outline:
+        from braintumor.explain.outline import OUTLINE_CAVEAT
+
+        lines.append(f"tumour_px, %head: area of the predicted tumour outline ({OUTLINE_CAVEAT})")
     lines.append(DISCLAIMER)
     return "\n".join(lines)
 
@@ -68,28 +101,42 @@ def _ood_cell(p: Prediction) -> str:
 
 
 def format_csv(preds: list[Prediction], classes: list[str],
-               overlays: dict[int, str] | None = None) -> str:
-    overlays = overlays or {}
+               overlays: dict[int, str] | None = None,
+               outlines: dict[int, str] | None = None) -> str:
+    """One row per input; the tumour-area columns (and the outline PNG) are added at the end
+    only when the model predicted outlines, so a plain model's CSV is unchanged."""
+    overlays, outlines = overlays or {}, outlines or {}
+    outline = _has_outline(preds)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["source", "label", "confidence", *[f"p_{c}" for c in classes], "model",
-                "checksum", "seconds", "overlay", "error", "ood_score", "warning"])
+                "checksum", "seconds", "overlay", "error", "ood_score", "warning"]
+               + (["tumour_area_px", "tumour_area_percent", "outline"] if outline else []))
     for i, p in enumerate(preds):
         probs = [f"{p.probabilities[c]:.6f}" if p.ok else "" for c in classes]
         ood = "" if p.ood_score is None else f"{p.ood_score:.4f}"
+        extra = []
+        if outline:
+            has = p.tumour_area_px is not None
+            extra = [p.tumour_area_px if has else "",
+                     f"{p.tumour_area_percent:.4f}" if has else "", outlines.get(i, "")]
         w.writerow([p.source, p.label or "", f"{p.confidence:.6f}" if p.ok else "", *probs,
                     p.model, p.checksum, f"{p.seconds:.4f}", overlays.get(i, ""),
-                    p.error or "", ood, p.warning or ""])
+                    p.error or "", ood, p.warning or "", *extra])
     return buf.getvalue()
 
 
 def format_json(preds: list[Prediction], predictor: Predictor,
-                overlays: dict[int, str] | None = None) -> str:
-    overlays = overlays or {}
+                overlays: dict[int, str] | None = None,
+                outlines: dict[int, str] | None = None) -> str:
+    overlays, outlines = overlays or {}, outlines or {}
     rows = []
     for i, p in enumerate(preds):
         row = p.to_dict()
         row["overlay_path"] = overlays.get(i)
+        if p.tumour_outline is not None:
+            row["tumour_outline"] = p.tumour_outline
+            row["outline_path"] = outlines.get(i)
         rows.append(row)
     doc = {
         "model": predictor.name,
@@ -101,6 +148,11 @@ def format_json(preds: list[Prediction], predictor: Predictor,
         "disclaimer": DISCLAIMER,
         "predictions": rows,
     }
+    if _has_outline(preds):
+        from braintumor.explain.outline import OUTLINE_CAVEAT
+
+        doc["tumour_threshold"] = predictor.tumour_threshold
+        doc["tumour_outline_note"] = OUTLINE_CAVEAT
     return json.dumps(doc, indent=2)
 
 
@@ -129,6 +181,7 @@ def predict_command(args: argparse.Namespace) -> int:
             return 2
     preds: list[Prediction] = []
     overlays: dict[int, str] = {}  # index in preds -> PNG written
+    outlines: dict[int, str] = {}  # index in preds -> outline PNG (tumour-head models)
     names = OutputNames()
     try:
         for pred in predictor.iter_predict(files, explain=out_dir is not None,
@@ -136,7 +189,10 @@ def predict_command(args: argparse.Namespace) -> int:
                                            progress=len(files) >= PROGRESS_MIN_FILES):
             if out_dir is not None and pred.ok and pred.overlay is not None:
                 overlays[len(preds)] = _save_overlay(pred, out_dir, names)
-            pred.heatmap = pred.overlay = None  # written; keep memory flat on long runs
+                drawn = _save_outline(pred, overlays[len(preds)], predictor.tumour_threshold)
+                if drawn:
+                    outlines[len(preds)] = drawn
+            pred.heatmap = pred.overlay = pred.tumour_mask = None  # written; keep memory flat
             preds.append(pred)
     except (ValueError, ImportError) as exc:  # e.g. --explain with an .onnx file
         print(f"braintumor predict: {exc}", file=sys.stderr)
@@ -146,9 +202,9 @@ def predict_command(args: argparse.Namespace) -> int:
                                 model=predictor.name, checksum=predictor.checksum,
                                 error=f"{source}: {reason}"))
     if args.format == "json":
-        print(format_json(preds, predictor, overlays))
+        print(format_json(preds, predictor, overlays, outlines))
     elif args.format == "csv":
-        sys.stdout.write(format_csv(preds, predictor.classes, overlays))
+        sys.stdout.write(format_csv(preds, predictor.classes, overlays, outlines))
         print(DISCLAIMER, file=sys.stderr)  # stdout stays parseable; people still see it
     else:
         print(format_table(preds, predictor.classes, predictor.name, predictor.checksum))

@@ -1,9 +1,12 @@
 """Export a model bundle to ONNX: ``braintumor export --format onnx --out model.onnx``.
 
 The graph takes ``image`` (N, 1, S, S) float in [0, 1] (what ``to_model_input`` makes) and
-returns ``logits`` (N, C), with a dynamic batch axis. Preprocessing and the temperature stay
-outside the graph, in the same Python functions the PyTorch path uses, so the two backends
-cannot disagree on them; what they need is carried with the file:
+returns ``logits`` (N, C), with a dynamic batch axis; a model with a tumour head
+(``braintumor.models.tumour``) also returns ``tumour_logits`` (N, 1, h, w), its raw tumour
+map on the model's own grid (upsampling and sigmoid stay in Python, shared with PyTorch).
+Preprocessing and the temperature stay outside the graph, in the same Python functions the
+PyTorch path uses, so the two backends cannot disagree on them; what they need is carried
+with the file:
 
 - embedded in the ONNX ``metadata_props`` (the file is self-contained): model name, weights
   checksum, classes, temperature, preprocessing and the full card;
@@ -27,12 +30,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily at run time (torch and onnx are slow to import)
     import onnx
+    import torch
+    from torch import nn
 
     from braintumor.models import LoadedModel
 
 OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+TUMOUR_OUTPUT_NAME = "tumour_logits"
 META_PREFIX = "braintumor."
 SIDECAR_SUFFIX = ".card.json"
 
@@ -55,11 +61,41 @@ def metadata_for(loaded: LoadedModel) -> dict[str, str]:
     }
 
 
+def _exportable(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """``model`` itself, or a wrapper whose forward returns (logits, tumour_logits): the
+    exporter traces ``forward``, and a tumour-head model's ``forward`` gives logits only."""
+    from torch import nn
+
+    from braintumor.models.tumour import has_tumour_head
+
+    if not has_tumour_head(model):
+        return model, [OUTPUT_NAME]
+
+    # Defined here so that importing this module does not import torch.
+    class BothOutputs(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.inner.forward_with_tumour(x)  # type: ignore[operator]  # checked above
+
+    return BothOutputs(model).eval(), [OUTPUT_NAME, TUMOUR_OUTPUT_NAME]
+
+
+def output_names(loaded: LoadedModel) -> list[str]:
+    """The graph's outputs for this bundle: ``logits``, plus ``tumour_logits`` with a head."""
+    from braintumor.models.tumour import has_tumour_head
+
+    return [OUTPUT_NAME, TUMOUR_OUTPUT_NAME] if has_tumour_head(loaded.model) else [OUTPUT_NAME]
+
+
 def export_model_proto(loaded: LoadedModel, opset: int = OPSET) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` of a :class:`~braintumor.models.LoadedModel`, metadata included."""
     import torch
 
     model = copy.deepcopy(loaded.model).eval()  # never touch the caller's (maybe shared) model
+    model, outputs = _exportable(model)
     size = loaded.preprocess.image_size
     in_ch = int(loaded.card.get("model", {}).get("in_channels", 1))
     example = torch.zeros(2, in_ch, size, size)
@@ -75,7 +111,7 @@ def export_model_proto(loaded: LoadedModel, opset: int = OPSET) -> onnx.ModelPro
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, (example,), None, dynamo=True, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                input_names=[INPUT_NAME], output_names=outputs,
                 dynamic_shapes=({0: batch},), external_data=False, verbose=False,
             )
     finally:
@@ -116,6 +152,7 @@ def export_onnx(loaded: LoadedModel, out: str | Path, opset: int = OPSET) -> Pat
         "opset": opset,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
+        "outputs": output_names(loaded),
         "weights_sha256": loaded.checksum,
     }
     text = json.dumps(card, indent=2) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from braintumor.data.preprocess import PreprocessConfig
-from braintumor.inference.onnx_export import META_PREFIX, sidecar_path
+from braintumor.inference.onnx_export import META_PREFIX, TUMOUR_OUTPUT_NAME, sidecar_path
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,14 @@ class OnnxModel:
         self.source = source
         self._input = session.get_inputs()[0].name
         self._output = session.get_outputs()[0].name
+        names = [o.name for o in session.get_outputs()]
+        # A graph exported from a model with a tumour head carries its map as a second output.
+        self._tumour_output = TUMOUR_OUTPUT_NAME if TUMOUR_OUTPUT_NAME in names else None
+
+    @property
+    def has_tumour_head(self) -> bool:
+        """Whether the graph returns ``tumour_logits`` beside the class logits."""
+        return self._tumour_output is not None
 
     @staticmethod
     def _session(model: str | bytes, threads: int | None):
@@ -128,10 +136,25 @@ class OnnxModel:
 
     def logits(self, images_u8: np.ndarray) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) float32, scaled exactly like ``to_model_input``."""
-        x = np.asarray(images_u8)
-        if x.ndim == 2:
-            x = x[None]
-        # Same arithmetic as to_model_input (float32 then divide by 255) so that the two
-        # backends see bit-identical inputs.
-        x = (x.astype(np.float32) / np.float32(255.0))[:, None]
-        return self.session.run([self._output], {self._input: x})[0]
+        return self.session.run([self._output], {self._input: _model_input(images_u8)})[0]
+
+    def logits_and_tumour(self, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) uint8 -> logits (N, C) and tumour logits (N, 1, h, w), one run.
+
+        ``ValueError`` for a graph without the tumour output (a plain classifier's export).
+        """
+        if self._tumour_output is None:
+            raise ValueError(f"{self.source}: this ONNX model has no {TUMOUR_OUTPUT_NAME!r} "
+                             "output (exported from a model without a tumour head)")
+        logits, tumour = self.session.run([self._output, self._tumour_output],
+                                          {self._input: _model_input(images_u8)})
+        return logits, tumour
+
+
+def _model_input(images_u8: np.ndarray) -> np.ndarray:
+    x = np.asarray(images_u8)
+    if x.ndim == 2:
+        x = x[None]
+    # Same arithmetic as to_model_input (float32 then divide by 255) so that the two
+    # backends see bit-identical inputs.
+    return (x.astype(np.float32) / np.float32(255.0))[:, None]

@@ -31,6 +31,7 @@ import numpy as np
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import PreprocessConfig, Preprocessed, preprocess, to_model_input
 from braintumor.data.readers import LoadedImage, read_image
+from braintumor.explain.outline import card_threshold
 from braintumor.models.runtime import softmax
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class Prediction:
     overlay: np.ndarray | None = None  # (H, W, 3) uint8 heatmap over the slice
     error: str | None = None  # "source: reason" when the input could not be used
     seconds: float = 0.0  # processing time (read, preprocess, share of the batch, Grad-CAM)
+    # The model's predicted tumour outline (models with a tumour head, asked for with
+    # explain=True or outline=True; None otherwise). See braintumor.explain.outline.
+    tumour_mask: np.ndarray | None = None  # (H, W) bool on the input's own grid
+    tumour_area_px: int | None = None  # pixels of tumour_mask
+    tumour_area_percent: float | None = None  # tumour_area_px as % of the head's area
+    tumour_outline: list | None = None  # closed polygons of (x, y) input pixel centres
     # Out-of-distribution check (inference/ood.py): None when the input looks like the
     # validation scans or the bundle has no calibration; else ood.WARNING_TEXT.
     warning: str | None = None
@@ -80,10 +87,19 @@ class Prediction:
             "error": self.error,
             "seconds": round(self.seconds, 6),
             "has_heatmap": self.heatmap is not None,
-            "warning": self.warning,
+                        "warning": self.warning,
             "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
             "ood_reasons": list(self.ood_reasons),
+            **self._tumour_dict(),
         }
+
+    def _tumour_dict(self) -> dict:
+        """The outline's figures, only when the model predicted one (a plain model's rows
+        keep exactly their old keys)."""
+        if self.tumour_area_px is None or self.tumour_area_percent is None:
+            return {}
+        return {"tumour_area_px": self.tumour_area_px,
+                "tumour_area_percent": round(float(self.tumour_area_percent), 4)}
 
 
 @dataclass
@@ -102,12 +118,14 @@ class Predictor:
 
     def __init__(self, *, name: str, checksum: str, classes: list[str], card: dict,
                  preprocess_config: PreprocessConfig, temperature: float, backend: str,
-                 logits_fn, loaded_model=None, path: Path | None = None):
+                 logits_fn, loaded_model=None, path: Path | None = None, tumour_fn=None):
         """Use :meth:`load`; this constructor wires an already-loaded backend.
 
         ``logits_fn(images_u8 (N, S, S) uint8) -> (N, C) logits`` is the only thing that
         differs between backends; everything around it (reading, preprocessing, softmax
-        with temperature) is shared so the backends cannot drift apart.
+        with temperature) is shared so the backends cannot drift apart. ``tumour_fn``
+        (models with a tumour head only) gives ``(logits, tumour_logits (N, 1, h, w))`` from
+        the same single forward pass; the outline is built from it by shared code too.
         """
         self.name = name
         self.checksum = checksum
@@ -118,6 +136,8 @@ class Predictor:
         self.backend = backend
         self.path = path
         self._logits_fn = logits_fn
+        self._tumour_fn = tumour_fn
+        self.tumour_threshold = card_threshold(card) if tumour_fn is not None else None
         self._loaded = loaded_model  # LoadedModel (PyTorch) when available: Grad-CAM needs it
         self._explainer: Explainer | None = None  # built on first use
         self._explain_lock = threading.Lock()
@@ -166,16 +186,25 @@ class Predictor:
 
         net = inference_copy(loaded.model)
 
+        from braintumor.models.tumour import has_tumour_head
+
         def logits_fn(images_u8: np.ndarray) -> np.ndarray:
             # inference_mode: no autograd state is recorded, so threads share ``net`` safely.
             with torch.inference_mode():
                 x = to_model_input(images_u8).contiguous(memory_format=torch.channels_last)
                 return net(x).float().numpy()
 
+        def tumour_fn(images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                x = to_model_input(images_u8).contiguous(memory_format=torch.channels_last)
+                logits, tumour = net.forward_with_tumour(x)  # type: ignore[operator]  # has_tumour_head
+                return logits.float().numpy(), tumour.float().contiguous().numpy()
+
         predictor = cls(name=loaded.name, checksum=loaded.checksum, classes=loaded.classes,
                         card=loaded.card, preprocess_config=loaded.preprocess,
                         temperature=loaded.temperature, backend="torch", logits_fn=logits_fn,
-                        loaded_model=loaded, path=loaded.path)
+                        loaded_model=loaded, path=loaded.path,
+                        tumour_fn=tumour_fn if has_tumour_head(net) else None)
         return predictor.attach_ood()
 
     def attach_ood(self, calibration=None) -> Predictor:
@@ -209,27 +238,39 @@ class Predictor:
         return cls(name=meta.name, checksum=meta.checksum, classes=meta.classes, card=meta.card,
                    preprocess_config=meta.preprocess, temperature=meta.temperature,
                    backend="onnx", logits_fn=onnx_model.logits, loaded_model=loaded_model,
-                   path=path)
+                   path=path,
+                   tumour_fn=onnx_model.logits_and_tumour if onnx_model.has_tumour_head else None)
 
     def __repr__(self) -> str:
         return (f"Predictor({self.name}, backend={self.backend}, classes={self.classes}, "
                 f"sha256={self.checksum[:12]}…)")
 
+    @property
+    def has_tumour_head(self) -> bool:
+        """Whether the model predicts a tumour map (and so answers can carry an outline)."""
+        return self._tumour_fn is not None
+
     # --------------------------------------------------------------- predicting
     def predict(self, images, explain: bool = False, batch_size: int = 32,
-                progress: bool = False, names: list[str] | None = None) -> list[Prediction]:
+                progress: bool = False, names: list[str] | None = None,
+                outline: bool | None = None) -> list[Prediction]:
         """Predict a single image or a list of paths / bytes / numpy arrays / PIL images.
 
         Always returns a list, one :class:`Prediction` per input in input order. An input
         that cannot be read gives a Prediction with ``error`` set; it never raises for bad
         images, so one broken file cannot take down a batch.
+
+        ``outline`` (default: follow ``explain``) adds the model's predicted tumour outline
+        (``tumour_mask``, areas, ``tumour_outline``) when the model has a tumour head; it
+        needs no gradients, so it works on an ``.onnx`` file too. Plain prediction (both
+        off) runs exactly the classifier and nothing else.
         """
         return list(self.iter_predict(images, explain=explain, batch_size=batch_size,
-                                      progress=progress, names=names))
+                                      progress=progress, names=names, outline=outline))
 
     def iter_predict(self, images, explain: bool = False, batch_size: int = 32,
-                     progress: bool = False, names: list[str] | None = None
-                     ) -> Iterator[Prediction]:
+                     progress: bool = False, names: list[str] | None = None,
+                     outline: bool | None = None) -> Iterator[Prediction]:
         """Like :meth:`predict`, yielding results batch by batch (for long folder runs).
 
         Only one batch of decoded images is held at a time, so memory stays flat whatever
@@ -242,17 +283,19 @@ class Predictor:
             raise ValueError(f"got {len(names)} names for {len(items)} images")
         if explain:
             self._require_explainer()
+        trace = self._wants_outline(explain, outline)
         bar = _progress_bar(len(items), progress)
         try:
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 chunk_names = names[start : start + batch_size] if names else None
-                yield from self._predict_chunk(chunk, start, chunk_names, explain)
+                yield from self._predict_chunk(chunk, start, chunk_names, explain, trace)
                 bar.update(len(chunk))
         finally:
             bar.close()
 
-    def predict_one(self, image, explain: bool = False, name: str | None = None) -> Prediction:
+    def predict_one(self, image, explain: bool = False, name: str | None = None,
+                    outline: bool | None = None) -> Prediction:
         """Predict one image; raises :class:`ImageReadError` if it cannot be read.
 
         The raising variant exists for callers that must tell bad input from a server fault
@@ -263,7 +306,7 @@ class Predictor:
         prepared.seconds = time.perf_counter() - t0
         if explain:
             self._require_explainer()
-        return self._forward([prepared], explain)[0]
+        return self._forward([prepared], explain, self._wants_outline(explain, outline))[0]
 
     def logits(self, images_u8: np.ndarray) -> np.ndarray:
         """Raw logits (N, C) for preprocessed (N, S, S) uint8 images: the model alone.
@@ -274,8 +317,13 @@ class Predictor:
         return self._logits_fn(np.asarray(images_u8))
 
     # ------------------------------------------------------------------ helpers
+    def _wants_outline(self, explain: bool, outline: bool | None) -> bool:
+        """An outline is traced when asked for (``outline``, else ``explain``) and the model
+        has a tumour head; a plain model silently gives none (its fields stay None)."""
+        return bool(explain if outline is None else outline) and self.has_tumour_head
+
     def _predict_chunk(self, chunk: list, offset: int, chunk_names: list[str] | None,
-                       explain: bool) -> list[Prediction]:
+                       explain: bool, trace: bool = False) -> list[Prediction]:
         results: dict[int, Prediction] = {}
         prepared: list[_Prepared] = []
         for i, item in enumerate(chunk):
@@ -293,7 +341,7 @@ class Predictor:
             p.seconds = time.perf_counter() - t0
             prepared.append(p)
         if prepared:
-            for p, pred in zip(prepared, self._forward(prepared, explain), strict=True):
+            for p, pred in zip(prepared, self._forward(prepared, explain, trace), strict=True):
                 results[p.index] = pred
         return [results[i] for i in range(len(chunk))]
 
@@ -305,10 +353,11 @@ class Predictor:
         pre = preprocess(loaded.pixels, self.preprocess_config)
         return _Prepared(index, loaded.meta.source, loaded, pre, 0.0)
 
-    def _forward(self, prepared: list[_Prepared], explain: bool) -> list[Prediction]:
+    def _forward(self, prepared: list[_Prepared], explain: bool,
+                 trace: bool = False) -> list[Prediction]:
         t0 = time.perf_counter()
         batch = np.stack([p.pre.image for p in prepared])
-        logits, ood = self._logits_and_ood(batch, prepared)
+        logits, tumour_logits, ood = self._logits_and_ood(batch, prepared, trace)
         probs = softmax(logits, self.temperature)
         share = (time.perf_counter() - t0) / len(prepared)
         out = []
@@ -324,6 +373,8 @@ class Predictor:
                 ood_score=o.score if o else None,
                 ood_reasons=o.reasons if o else (),
             ))
+        if tumour_logits is not None:
+            self._add_outlines(prepared, out, tumour_logits)
         if explain:
             t1 = time.perf_counter()
             maps = self._explain(prepared, [str(pred.label) for pred in out])
@@ -333,19 +384,46 @@ class Predictor:
                 pred.seconds += share
         return out
 
-    def _logits_and_ood(self, batch: np.ndarray, prepared: list[_Prepared]) -> tuple:
-        """Logits, and an OodResult per image (None each without a calibration).
+    def _add_outlines(self, prepared: list[_Prepared], out: list[Prediction],
+                      tumour_logits: np.ndarray) -> None:
+        from braintumor.explain.outline import outline_on_input, probability_maps
 
-        With PyTorch one forward pass gives both; with onnxruntime the features come from
-        an extra PyTorch pass (the exported graph outputs logits only).
+        assert self.tumour_threshold is not None  # set with the tumour head that traced these
+        t0 = time.perf_counter()
+        maps = probability_maps(tumour_logits, self.preprocess_config.image_size)
+        for p, pred, prob in zip(prepared, out, maps, strict=True):
+            traced = outline_on_input(prob, p.pre.crop, p.loaded.pixels, self.tumour_threshold)
+            pred.tumour_mask = traced.mask
+            pred.tumour_area_px = traced.area_px
+            pred.tumour_area_percent = traced.area_percent
+            pred.tumour_outline = traced.polygons
+        share = (time.perf_counter() - t0) / len(prepared)
+        for pred in out:
+            pred.seconds += share
+
+    def _logits_and_ood(self, batch: np.ndarray, prepared: list[_Prepared],
+                        trace: bool = False) -> tuple:
+        """Logits, the raw tumour maps (None unless ``trace``), and an OodResult per image
+        (None each without a calibration).
+
+        With PyTorch one forward pass gives logits and features; with onnxruntime the
+        features come from an extra PyTorch pass (the exported graph has no features output).
+        Tracing takes logits and tumour maps from one pass of the tumour head, and the
+        features, when calibrated, from the OOD extractor's own pass.
         """
+        tumour_logits = None
+        if trace:  # one forward pass gives both the class and the tumour map
+            assert self._tumour_fn is not None  # trace is asked only of tumour-head models
+            logits, tumour_logits = self._tumour_fn(batch)
         if self.ood is None:
-            return self._logits_fn(batch), [None] * len(prepared)
-        logits, feats = self.ood.extract(batch)
-        if self.backend != "torch":
-            logits = self._logits_fn(batch)
+            if not trace:
+                logits = self._logits_fn(batch)
+            return logits, tumour_logits, [None] * len(prepared)
+        ood_logits, feats = self.ood.extract(batch)
+        if not trace:
+            logits = ood_logits if self.backend == "torch" else self._logits_fn(batch)
         saturation = np.array([p.loaded.meta.saturation for p in prepared])
-        return logits, self.ood.score(feats, batch, saturation)
+        return logits, tumour_logits, self.ood.score(feats, batch, saturation)
 
     def _failure(self, source: str, reason: str, seconds: float) -> Prediction:
         return Prediction(source=source, label=None, probabilities={}, model=self.name,

@@ -38,6 +38,7 @@ from braintumor.serve.guard import (
 )
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
 from braintumor.serve.limits import DecodeSlots, decode_reservation
+from braintumor.serve.outline import tumour_body
 from braintumor.serve.schemas import (
     ErrorResponse,
     ExplanationResponse,
@@ -162,6 +163,8 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
         """The model card: architecture, classes, preprocessing, calibration, metrics."""
         return {"name": predictor.name, "checksum": predictor.checksum,
                 "classes": list(predictor.classes), "card": predictor.card,
+                "has_tumour_head": predictor.has_tumour_head,
+                "tumour_threshold": predictor.tumour_threshold,
                 "ood": predictor.ood_status, "disclaimer": DISCLAIMER}
 
     one_file = [Depends(single_file_field)]
@@ -199,6 +202,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
         body["overlay_png"] = base64.b64encode(overlay).decode("ascii")
         body["heatmap_png"] = base64.b64encode(heatmap).decode("ascii")
         body["scan_png"] = base64.b64encode(png_bytes(result.loaded.pixels)).decode("ascii")
+        body["tumour"] = tumour_body(pred, predictor.tumour_threshold)
         return JSONResponse(_finish(body, result.started, "explain"))
 
     return v1

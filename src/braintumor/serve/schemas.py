@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from braintumor import DISCLAIMER
+from braintumor.explain.outline import OUTLINE_CAVEAT
 
 
 class ErrorResponse(BaseModel):
@@ -39,12 +40,36 @@ class PredictionResponse(BaseModel):
     disclaimer: str = Field(default=DISCLAIMER)
 
 
+class TumourOutlineResponse(BaseModel):
+    """The model's predicted tumour outline (models with a tumour head only)."""
+
+    mask_png: str = Field(description="base64 8-bit grayscale PNG on the scan's own grid "
+                                      "(image_size): 255 = predicted tumour, 0 = not")
+    mask_rle: dict = Field(
+        description="the same mask as COCO-style uncompressed RLE: {'size': [H, W], "
+                    "'counts': [...]}, pixels read column by column (column-major), counts "
+                    "alternate runs of 0 and 1 starting with 0 (pycocotools reads it as is)")
+    rle_format: str = Field(description="the RLE convention, in words")
+    outline: list[list[list[float]]] = Field(
+        description="closed polygons (last point = first), each a list of [x, y] points in "
+                    "scan pixels: x the column, y the row of a pixel centre (add 0.5 to draw "
+                    "in an SVG viewBox '0 0 W H')")
+    area_px: int = Field(description="pixels of the mask")
+    area_percent: float = Field(description="area_px as a percentage of the head's area")
+    threshold: float = Field(description="probability above which a pixel counts as tumour "
+                                         "(the card's tumour_threshold)")
+    note: str = Field(default=OUTLINE_CAVEAT, description="shown beside every drawn outline")
+
+
 class ExplanationResponse(PredictionResponse):
     overlay_png: str = Field(description="base64 PNG: Grad-CAM heatmap blended over the scan")
     heatmap_png: str = Field(
         description="base64 RGBA PNG: the coloured heatmap alone, transparent where weak "
                     "(stack it on scan_png to vary its opacity)")
     scan_png: str = Field(description="base64 PNG: the scan as the model read it (grayscale)")
+    tumour: TumourOutlineResponse | None = Field(
+        default=None, description="the model's predicted tumour outline; null when the model "
+                                  "has no tumour head")
 
 
 class HealthResponse(BaseModel):
@@ -61,6 +86,11 @@ class ModelCardResponse(BaseModel):
     checksum: str
     classes: list[str]
     card: dict = Field(description="the model card: architecture, preprocessing, metrics...")
+    has_tumour_head: bool = Field(
+        default=False, description="whether the model predicts a tumour map, i.e. whether "
+                                   "/v1/explain answers carry a predicted tumour outline")
+    tumour_threshold: float | None = Field(
+        default=None, description="probability threshold of the outline (tumour-head models)")
     ood: dict = Field(default_factory=dict,
                       description="out-of-distribution warnings: calibrated or not, thresholds")
     disclaimer: str = Field(default=DISCLAIMER)
