@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from braintumor.training.config import AugmentConfig
 
-# Below this fraction of an image's 99th percentile a pixel is background (the threshold of
+# Below this fraction of an image's brightest 4x4 mean a pixel is background (about the threshold of
 # data/preprocess.py's head crop), for the T2-like inversion.
 HEAD_THRESHOLD = 0.08
 
@@ -132,14 +132,13 @@ class AppearanceAugment:
             ys = ref.repeat(len(idx), 1)
             ys[:, 1:-1] += moves[idx]
             ys = ys.to(x.device, x.dtype)
-            sel = x[idx]
-            pos = sel.clamp(0, 1) * (k - 1)
-            seg = pos.floor().clamp_(max=k - 2).long()
-            t = pos - seg
-            flat = ys.view(len(idx), 1, 1, 1, k).expand(*sel.shape, k)
-            lo = flat.gather(-1, seg.unsqueeze(-1)).squeeze(-1)
-            hi = flat.gather(-1, (seg + 1).unsqueeze(-1)).squeeze(-1)
-            x[idx] = lo + t * (hi - lo)
+            # Sum of ramps, one per segment: k - 1 elementwise passes, no index tensors.
+            pos = x[idx].clamp(0, 1) * (k - 1)
+            out = torch.zeros_like(pos)
+            for j in range(k - 1):
+                rise = (ys[:, j + 1] - ys[:, j]).view(-1, 1, 1, 1)
+                out.addcmul_((pos - j).clamp_(0, 1), rise)
+            x[idx] = out
         return x
 
     def _invert(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,7 +147,9 @@ class AppearanceAugment:
         idx = _chosen(n, self.cfg.invert_prob)
         if len(idx):
             sel = x[idx]
-            ref = torch.quantile(sel.flatten(1).float(), 0.99, dim=1).clamp_min(1e-6)
+            # The brightest 4x4 mean stands in for the 99th percentile: no sort, and a few
+            # hot pixels cannot set it.
+            ref = F.avg_pool2d(sel, 4, ceil_mode=True).flatten(1).amax(1).clamp_min(1e-6)
             head = (sel > HEAD_THRESHOLD * ref.to(sel.dtype).view(-1, 1, 1, 1)).to(sel.dtype)
             k = 2 * (max(sel.shape[-2:]) // 24) + 1  # closing: dilate, then erode
             head = F.max_pool2d(head, k, stride=1, padding=k // 2)
@@ -159,13 +160,15 @@ class AppearanceAugment:
     def _low_resolution(self, x: torch.Tensor) -> torch.Tensor:
         """Down-sampled to a random share of the side (antialiased), then back (bilinear).
 
-        Images with the same drawn size are resampled together (a few groups per batch).
+        Images with the same size are resampled together (a few groups per batch).
         """
         n, (lo, hi) = x.shape[0], self.cfg.low_resolution_scale
         h, w = x.shape[-2:]
         idx = _chosen(n, self.cfg.low_resolution_prob)
         scale = _uniform(n, lo, hi)
-        sides = [(max(4, round(h * float(s))), max(4, round(w * float(s)))) for s in scale]
+        # Scales rounded to 8 px steps of the height: a handful of groups per batch.
+        steps = [max(1, round(h * float(s) / 8)) * 8 / h for s in scale]
+        sides = [(max(4, round(h * q)), max(4, round(w * q))) for q in steps]
         groups: dict[tuple[int, int], list[int]] = {}
         for i in idx.tolist():
             groups.setdefault(sides[i], []).append(i)
