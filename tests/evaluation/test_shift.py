@@ -90,7 +90,9 @@ def test_score_counts_tumours_called_any_tumour_class():
                         ("notumor", "notumor"), ("meningioma", "meningioma")]:
         s.add(truth, pred)
     assert (s.n, s.correct, s.unreadable, s.tumours, s.tumours_called_tumour) == (5, 2, 1, 4, 2)
-    assert s.accuracy == 40.0 and s.tumour_recall == 50.0
+    assert s.accuracy == 40.0 and s.tumour_recall == 50.0 and s.no_tumour_specificity == 100.0
+    assert s.confusion["glioma"] == {"meningioma": 1, "notumor": 1}
+    assert s.confusion["pituitary"] == {"unreadable": 1}
 
 
 def test_one_perturbation_end_to_end_with_two_models(tmp_path, make_bundle):
@@ -132,7 +134,8 @@ def test_the_benchmark_script_writes_json_and_markdown(tmp_path, make_bundle, ca
     assert report["rows"][1]["meets_target"] is None  # inversion: reported, not a target
     assert report["targets"]["exempt"] == ["inversion"]
     assert set(report["rows"][0]) >= {"accuracy", "tumour_recall", "accuracy_drop",
-                                      "tumour_recall_drop", "meets_target", "errors"}
+                                      "tumour_recall_drop", "meets_target", "errors",
+                                      "no_tumour_specificity", "confusion"}
     md = out.with_suffix(".md").read_text()
     assert "inversion (not a target)" in md and "| clean |" in md
     assert "inversion (not a target)" in capsys.readouterr().out

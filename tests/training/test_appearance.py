@@ -230,3 +230,19 @@ def test_robust_config_is_the_bundled_recipe_plus_the_shift_ops(tmp_path):
     assert robust["augment"]["aspect"] > 0
     robust_cfg.dump(tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == robust_cfg  # a run's config.yaml repeats it
+
+
+def test_a_run_trains_with_the_robust_recipes_augmentation_and_masks(tiny_data, tiny_config,
+                                                                     tmp_path):
+    """End to end: the robust config's augment section (every shift op) with tumour masks,
+    through Lightning; the run's config.yaml keeps the shift settings."""
+    from braintumor.training.run import train
+    from tests.conftest import write_masks
+
+    robust = load_config(CONFIGS / "braintumor-net-robust.yaml").augment
+    masks = write_masks(tiny_data, tmp_path / "masks", size=48)
+    cfg = tiny_config(tiny_data, tmp_path / "run", epochs=1, masks=str(masks),
+                      mask_empty_classes=["notumor"], augment=robust)
+    train(cfg)
+    assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
+    assert load_config(tmp_path / "run" / "config.yaml").augment == robust

@@ -217,14 +217,24 @@ class Score:
     tumours: int = 0
     tumours_called_tumour: int = 0
     unreadable: int = 0
+    healthy: int = 0
+    healthy_called_healthy: int = 0
+    # truth -> predicted (None: unreadable, as "unreadable") -> count
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, truth: str, predicted: str | None) -> None:
         self.n += 1
         self.correct += predicted == truth
         self.unreadable += predicted is None
+        row = self.confusion.setdefault(truth, {})
+        key = "unreadable" if predicted is None else predicted
+        row[key] = row.get(key, 0) + 1
         if truth != NO_TUMOUR:
             self.tumours += 1
             self.tumours_called_tumour += predicted not in (None, NO_TUMOUR)
+        else:
+            self.healthy += 1
+            self.healthy_called_healthy += predicted == NO_TUMOUR
 
     @property
     def accuracy(self) -> float:
@@ -233,6 +243,11 @@ class Score:
     @property
     def tumour_recall(self) -> float:
         return 100.0 * self.tumours_called_tumour / max(self.tumours, 1)
+
+    @property
+    def no_tumour_specificity(self) -> float:
+        """Share of no-tumour scans called no tumour (the other side of tumour recall)."""
+        return 100.0 * self.healthy_called_healthy / max(self.healthy, 1)
 
 
 @dataclass
@@ -265,14 +280,17 @@ class ShiftResult:
                             "accuracy": round(s.accuracy, 2),
                             "tumour_recall": round(s.tumour_recall, 2),
                             "accuracy_drop": acc_drop, "tumour_recall_drop": rec_drop,
-                            "meets_target": meets})
+                            "no_tumour_specificity": round(s.no_tumour_specificity, 2),
+                            "meets_target": meets, "confusion": s.confusion})
         return out
 
     def markdown(self) -> str:
-        """One row per perturbation; per model: accuracy, tumour recall, drops, target met."""
+        """One row per perturbation; per model: accuracy, tumour recall, their drops against
+        clean (points; positive is a fall), no-tumour specificity, whether targets are met."""
         head = ["perturbation"]
         for m in self.models:
-            head += [f"{m['label']} accuracy %", "drop", "tumour recall %", "drop", "meets"]
+            head += [f"{m['label']} accuracy %", "drop", "tumour recall %", "drop",
+                     "no-tumour specificity %", "meets"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         by_key = {(r["perturbation"], r["model"]): r for r in self.rows()}
 
@@ -285,7 +303,8 @@ class ShiftResult:
                 r = by_key[(p.name, m["label"])]
                 meets = {True: "yes", False: "**no**", None: "-"}[r["meets_target"]]
                 cells += [f"{r['accuracy']:.2f}", drop(r["accuracy_drop"]),
-                          f"{r['tumour_recall']:.2f}", drop(r["tumour_recall_drop"]), meets]
+                          f"{r['tumour_recall']:.2f}", drop(r["tumour_recall_drop"]),
+                          f"{r['no_tumour_specificity']:.2f}", meets]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 

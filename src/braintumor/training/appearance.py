@@ -56,6 +56,12 @@ def _chosen(n: int, p: float) -> torch.Tensor:
     return (torch.rand(n) < p).nonzero().squeeze(1)
 
 
+def _draw(n: int, p: float, value_range: tuple[float, float]
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(chosen indices, one value per image uniform in ``value_range``), in that draw order."""
+    return _chosen(n, p), _uniform(n, *value_range)
+
+
 def _bias_basis(h: int, w: int, device, dtype) -> torch.Tensor:
     """(9, H, W): the monomials x^i y^j with 1 <= i + j <= 3 on [-1, 1]^2 (MONAI's degree 3)."""
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h, device=device, dtype=dtype),
@@ -162,10 +168,8 @@ class AppearanceAugment:
 
         Images with the same size are resampled together (a few groups per batch).
         """
-        n, (lo, hi) = x.shape[0], self.cfg.low_resolution_scale
-        h, w = x.shape[-2:]
-        idx = _chosen(n, self.cfg.low_resolution_prob)
-        scale = _uniform(n, lo, hi)
+        n, (h, w) = x.shape[0], x.shape[-2:]
+        idx, scale = _draw(n, self.cfg.low_resolution_prob, self.cfg.low_resolution_scale)
         # Scales rounded to 8 px steps of the height: a handful of groups per batch.
         steps = [max(1, round(h * float(s) / 8)) * 8 / h for s in scale]
         sides = [(max(4, round(h * q)), max(4, round(w * q))) for q in steps]
@@ -184,11 +188,9 @@ class AppearanceAugment:
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         from kornia.filters import gaussian_blur2d
 
-        n, (lo, hi) = x.shape[0], self.cfg.blur_sigma
-        idx = _chosen(n, self.cfg.blur_prob)
-        sigma = _uniform(n, lo, hi)
+        idx, sigma = _draw(x.shape[0], self.cfg.blur_prob, self.cfg.blur_sigma)
         if len(idx):
-            ksize = 2 * math.ceil(3 * hi) + 1
+            ksize = 2 * math.ceil(3 * self.cfg.blur_sigma[1]) + 1
             s = sigma[idx].to(x.device, x.dtype).view(-1, 1).repeat(1, 2)
             x[idx] = gaussian_blur2d(x[idx], (ksize, ksize), s, border_type="constant")
         return x
@@ -197,9 +199,7 @@ class AppearanceAugment:
         """PIL's ImageEnhance.Sharpness (kornia ``sharpness``): factor 1 is the image."""
         from kornia.enhance import sharpness
 
-        n, (lo, hi) = x.shape[0], self.cfg.sharpen_factor
-        idx = _chosen(n, self.cfg.sharpen_prob)
-        factor = _uniform(n, lo, hi)
+        idx, factor = _draw(x.shape[0], self.cfg.sharpen_prob, self.cfg.sharpen_factor)
         if len(idx):
             x[idx] = sharpness(x[idx], factor[idx].to(x.device, x.dtype)).clamp_(0, 1)
         return x
@@ -210,9 +210,8 @@ class AppearanceAugment:
         The noise fields are drawn on the CPU too (then moved): a little transfer on a GPU,
         for runs that repeat on any device.
         """
-        n, (lo, hi) = x.shape[0], self.cfg.noise_std
-        idx = _chosen(n, self.cfg.noise_prob)
-        sigma = _uniform(n, lo, hi)
+        n = x.shape[0]
+        idx, sigma = _draw(n, self.cfg.noise_prob, self.cfg.noise_std)
         rician = torch.rand(n) < self.cfg.noise_rician
         if len(idx):
             shape = (len(idx), *x.shape[1:])
