@@ -17,6 +17,11 @@ this 2-core CPU in a slow hour), a few per cent of a training step (which
 kornia's: brightness adds ``factor - 1``, contrast multiplies by ``factor``, each clamped to
 [0, 1]; the zoom factor is kornia's affine scale (> 1 zooms in); the shift is a fraction of
 the image side.
+
+The shift augmentation for scans from other scanners (``training/appearance.py``: bias
+field, gamma, histogram shift, inversion, low resolution, blur, sharpening, noise) runs after
+brightness and contrast and before erasing; its aspect stretch is part of the one warp, so
+masks follow it. All of it is off unless a config switches it on.
 """
 
 from __future__ import annotations
