@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--shift", action="store_true",
                     help="measure the shift augmentation's cost instead of the kornia comparison")
-    ap.add_argument("--config", default=str(CONFIGS / "braintumor-net-robust.yaml"),
+    ap.add_argument("--config", default=str(CONFIGS / "experiments" / "braintumor-net-robust.yaml"),
                     help="with --shift: the config whose shift ops are measured")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()

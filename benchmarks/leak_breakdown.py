@@ -35,11 +35,10 @@ import numpy as np
 from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import DatasetIndex, discover
-from braintumor.evaluation.calibration import softmax
+from braintumor.data.splits import card_split_settings, split_sides
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
-from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
-from braintumor.training.data import card_split_settings, split_sides
+from braintumor.models.runtime import predict_logits, softmax
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.99

@@ -1,6 +1,6 @@
 """Where a mask-trained run's auxiliary head puts the tumour, beside where Grad-CAM does.
 
-A run trained with ``--masks`` (docs/training.md, "Fourth round") has, in its checkpoint, a
+A run trained with ``--masks`` (docs/experiments/04-tumour-masks.md) has, in its checkpoint, a
 1x1 convolution that reads the tumour's position off the Grad-CAM layer's feature map. This
 scores that head's map (sigmoid, upsampled, brought back onto the image grid like any
 heatmap) with the same localisation measures, images and baselines as ``explain-check``:

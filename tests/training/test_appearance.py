@@ -218,7 +218,7 @@ def test_bad_shift_settings_are_refused_when_the_config_loads(tmp_path, text, ma
 
 def test_robust_config_is_the_bundled_recipe_plus_the_shift_ops(tmp_path):
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    robust_cfg = load_config(CONFIGS / "braintumor-net-robust.yaml")
+    robust_cfg = load_config(CONFIGS / "experiments" / "braintumor-net-robust.yaml")
     robust = robust_cfg.to_dict()
     assert {k for k in bundled if bundled[k] != robust[k]} == {"augment"}
     changed = {k for k in bundled["augment"] if bundled["augment"][k] != robust["augment"][k]}
@@ -239,7 +239,7 @@ def test_a_run_trains_with_the_robust_recipes_augmentation_and_masks(tiny_data, 
     from braintumor.training.run import train
     from tests.conftest import write_masks
 
-    robust = load_config(CONFIGS / "braintumor-net-robust.yaml").augment
+    robust = load_config(CONFIGS / "experiments" / "braintumor-net-robust.yaml").augment
     masks = write_masks(tiny_data, tmp_path / "masks", size=48)
     cfg = tiny_config(tiny_data, tmp_path / "run", epochs=1, masks=str(masks),
                       mask_empty_classes=["notumor"], augment=robust)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from braintumor.cli import build_parser
 from braintumor.training.config import ConfigError, load_config, overrides_from_args
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# The ablation configs of docs/experiments/; configs/ itself holds only what `make train*` runs.
+EXPERIMENTS = CONFIGS / "experiments"
 
 
 def test_yaml_config_with_cli_overrides(tmp_path):
@@ -85,14 +88,23 @@ def previous_bundled() -> dict:
 
 def test_bundled_config_is_the_geometric_recipe_at_48_epochs():
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    geometric = load_config(CONFIGS / "braintumor-net-geometric.yaml").to_dict()
+    geometric = load_config(EXPERIMENTS / "braintumor-net-geometric.yaml").to_dict()
     assert (bundled.pop("epochs"), geometric.pop("epochs")) == (48, 40)
     assert bundled == geometric
 
 
+def test_make_train_configs_stay_in_configs():
+    """`make train`, `make train-baseline` and `make train-baseline-same-recipe` read these."""
+    makefile = (CONFIGS.parent / "Makefile").read_text()
+    used = set(re.findall(r"--config (configs/\S+\.yaml)", makefile))
+    assert used == {f"configs/{n}" for n in ("braintumor-net.yaml", "paper-cnn.yaml",
+                                             "paper-cnn-our-recipe.yaml")}
+    assert {p.name for p in CONFIGS.glob("*.yaml")} == {Path(u).name for u in used}
+
+
 def test_shipped_configs_load():
-    shipped = sorted(CONFIGS.glob("*.yaml"))
-    assert len(shipped) >= 13
+    shipped = sorted(CONFIGS.glob("*.yaml")) + sorted(EXPERIMENTS.glob("*.yaml"))
+    assert len(shipped) >= 15 and len(list(EXPERIMENTS.glob("*.yaml"))) >= 12
     for path in shipped:
         cfg = load_config(path)
         assert cfg.model in path.name
@@ -100,7 +112,7 @@ def test_shipped_configs_load():
     # (it records an experiment run on the previous bundled config, whose stem normalised
     # before pooling); the masks folder itself comes from the command line, like the data.
     bundled = previous_bundled()
-    masks = load_config(CONFIGS / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
+    masks = load_config(EXPERIMENTS / "braintumor-net-masks.yaml", {"masks": "M"}).to_dict()
     assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
     assert "stem_norm_after_pool" not in masks["model_kwargs"]
     changed = {k for k in bundled if bundled[k] != masks[k]}
@@ -111,7 +123,7 @@ def test_shipped_configs_load():
 
 def test_space_to_depth_config_changes_only_the_stem():
     bundled = previous_bundled()
-    s2d = load_config(CONFIGS / "braintumor-net-space-to-depth.yaml").to_dict()
+    s2d = load_config(EXPERIMENTS / "braintumor-net-space-to-depth.yaml").to_dict()
     assert bundled["model_kwargs"].pop("stem_norm_after_pool") is True
     assert s2d["model_kwargs"].pop("stem") == "space-to-depth"
     assert bundled == s2d
@@ -119,7 +131,7 @@ def test_space_to_depth_config_changes_only_the_stem():
 
 def test_intensity_config_changes_only_brightness_and_contrast():
     bundled = previous_bundled()
-    stronger = load_config(CONFIGS / "braintumor-net-intensity-0.3.yaml").to_dict()
+    stronger = load_config(EXPERIMENTS / "braintumor-net-intensity-0.3.yaml").to_dict()
     for key in ("brightness", "contrast"):
         assert (bundled["augment"].pop(key), stronger["augment"].pop(key)) == (0.1, 0.3)
     assert bundled == stronger
@@ -127,14 +139,14 @@ def test_intensity_config_changes_only_brightness_and_contrast():
 
 def test_drop_path_config_changes_only_the_drop_path_rate():
     bundled = previous_bundled()
-    dropped = load_config(CONFIGS / "braintumor-net-drop-path-0.1.yaml").to_dict()
+    dropped = load_config(EXPERIMENTS / "braintumor-net-drop-path-0.1.yaml").to_dict()
     assert dropped["model_kwargs"].pop("drop_path_rate") == 0.1
     assert bundled == dropped
 
 
 def test_geometric_config_changes_only_the_warp():
     bundled = previous_bundled()
-    warped = load_config(CONFIGS / "braintumor-net-geometric.yaml").to_dict()
+    warped = load_config(EXPERIMENTS / "braintumor-net-geometric.yaml").to_dict()
     for key, plain, moved in (("rotation_degrees", 0, 10), ("zoom", [1.0, 1.0], [0.9, 1.1]),
                               ("translate", 0.0, 0.05)):
         assert (bundled["augment"].pop(key), warped["augment"].pop(key)) == (plain, moved)
@@ -147,7 +159,7 @@ def test_geometric_config_changes_only_the_warp():
 ])
 def test_warp_strength_configs_change_only_the_warp(name, rotation, zoom, shift):
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    other = load_config(CONFIGS / name).to_dict()
+    other = load_config(EXPERIMENTS / name).to_dict()
     for key, plain, moved in (("rotation_degrees", 10, rotation), ("zoom", [0.9, 1.1], zoom),
                               ("translate", 0.05, shift)):
         assert (bundled["augment"].pop(key), other["augment"].pop(key)) == (plain, moved)
@@ -156,7 +168,7 @@ def test_warp_strength_configs_change_only_the_warp(name, rotation, zoom, shift)
 
 def test_erase_config_adds_only_random_erasing():
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    erased = load_config(CONFIGS / "braintumor-net-erase.yaml").to_dict()
+    erased = load_config(EXPERIMENTS / "braintumor-net-erase.yaml").to_dict()
     for key, plain, moved in (("erase_prob", 0.0, 0.25), ("erase_area", [0.02, 0.2], [0.02, 0.15])):
         assert (bundled["augment"].pop(key), erased["augment"].pop(key)) == (plain, moved)
     assert bundled == erased
@@ -165,14 +177,14 @@ def test_erase_config_adds_only_random_erasing():
 def test_no_warp_config_is_the_previous_recipe_at_48_epochs():
     previous = previous_bundled()
     assert previous.pop("epochs") == 40
-    no_warp = load_config(CONFIGS / "braintumor-net-no-warp-48.yaml").to_dict()
+    no_warp = load_config(EXPERIMENTS / "braintumor-net-no-warp-48.yaml").to_dict()
     assert no_warp.pop("epochs") == 48
     assert previous == no_warp
 
 
 def test_progressive_config_adds_only_the_low_resolution_epochs():
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    progressive = load_config(CONFIGS / "braintumor-net-progressive.yaml").to_dict()
+    progressive = load_config(EXPERIMENTS / "braintumor-net-progressive.yaml").to_dict()
     for key, plain, moved in (("epochs", 48, 60), ("low_res_size", None, 144),
                               ("low_res_epochs", 0, 36)):
         assert (bundled.pop(key), progressive.pop(key)) == (plain, moved)
@@ -181,12 +193,74 @@ def test_progressive_config_adds_only_the_low_resolution_epochs():
 
 def test_group_cap_config_caps_copies_and_adds_epochs():
     bundled = load_config(CONFIGS / "braintumor-net.yaml").to_dict()
-    capped = load_config(CONFIGS / "braintumor-net-group-cap.yaml").to_dict()
+    capped = load_config(EXPERIMENTS / "braintumor-net-group-cap.yaml").to_dict()
     for key, plain, moved in (("epochs", 48, 58), ("max_group_copies", None, 2)):
         assert (bundled.pop(key), capped.pop(key)) == (plain, moved)
     assert bundled == capped
 
 
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
-    cfg = load_config(CONFIGS / "braintumor-net-tumourpool.yaml")
+    cfg = load_config(EXPERIMENTS / "braintumor-net-tumourpool.yaml")
     assert cfg.model_kwargs["tumour_pooling"] is True and cfg.mask_layer == "tumour_head"
+
+
+# The flags `braintumor train` has had since before they were derived from TrainConfig; a
+# rename breaks users' scripts, so the list is pinned here.
+TRAIN_FLAGS = {
+    "--data", "--model", "--out", "--epochs", "--batch-size", "--optimizer", "--lr",
+    "--weight-decay", "--image-size", "--low-res-size", "--low-res-epochs", "--seed",
+    "--val-fraction", "--class-weights", "--label-smoothing", "--ema-decay", "--masks",
+    "--mask-loss-weight", "--patience", "--max-train-images", "--max-group-copies",
+    "--accelerator", "--devices", "--strategy", "--num-nodes", "--precision", "--num-threads",
+    "--export-bundle",
+}
+# Settings only a config file sets (nested, lists, or rarely changed).
+FILE_ONLY = {"model_kwargs", "schedule", "warmup_fraction", "mask_layer", "mask_empty_classes",
+             "monitor", "augment", "channels_last", "deterministic", "progress_bar"}
+
+
+def test_every_train_option_is_a_flag_or_deliberately_file_only():
+    from dataclasses import fields
+
+    from braintumor.training.config import TrainConfig, train_flags
+
+    flags = train_flags()
+    assert {f.name for f in flags} == TRAIN_FLAGS
+    # A new TrainConfig field must be marked a flag (training.config.flag) or listed here.
+    assert {f.name for f in fields(TrainConfig)} - {f.dest for f in flags} == FILE_ONLY
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert TRAIN_FLAGS <= {s for a in train._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["--epochs", "3"], "epochs", 3),
+    (["--lr", "0.01"], "lr", 0.01),
+    (["--low-res-size", "64"], "low_res_size", 64),
+    (["--ema-decay", "0.99"], "ema_decay", 0.99),
+    (["--class-weights", "off"], "class_weights", False),
+    (["--class-weights", "on"], "class_weights", True),
+    (["--devices", "2"], "devices", "2"),  # a string: "auto" is a value too
+    (["--masks", "m"], "masks", "m"),
+    (["--export-bundle", "b"], "export_bundle", "b"),
+])
+def test_a_flag_parses_to_its_field_with_the_fields_type(argv, field, value):
+    overrides = overrides_from_args(build_parser().parse_args(["train", *argv]))
+    assert overrides[field] == value and type(overrides[field]) is type(value)
+    given = {k for k, v in overrides.items() if v is not None}
+    assert given <= {field, "data"}  # data defaults to $DATA
+
+
+def test_data_flag_defaults_to_the_DATA_variable(monkeypatch):
+    monkeypatch.setenv("DATA", "/somewhere")
+    assert build_parser().parse_args(["train"]).data == "/somewhere"
+    monkeypatch.delenv("DATA")
+    assert build_parser().parse_args(["train"]).data is None
+
+
+def test_resume_keeps_the_settings_schedule_and_split_depend_on():
+    from braintumor.training.config import fixed_on_resume
+
+    assert set(fixed_on_resume()) == {
+        "model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
+        "max_group_copies", "batch_size", "schedule", "lr", "optimizer", "seed",
+        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer"}

@@ -74,7 +74,7 @@ def jpeg(pixels: np.ndarray, quality: int) -> bytes:
 
 def resized(pixels: np.ndarray, width: int, height: int) -> bytes:
     """Bicubic resampling (what viewers and exporters use), saved losslessly."""
-    img = Image.fromarray(pixels, mode="L").resize((width, height), Image.BICUBIC)
+    img = Image.fromarray(pixels, mode="L").resize((width, height), Image.Resampling.BICUBIC)
     return png8(np.asarray(img))
 
 

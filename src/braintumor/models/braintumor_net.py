@@ -63,8 +63,9 @@ def _make_stem(kind: str, in_channels: int, width: int, norm_after_pool: bool,
     max-pool and their gradients. Dropping them makes a training step about 1.14x faster in
     bf16 and 1.3x in fp32 than the bundled conv-pool stem (``benchmarks/step_variants.py``).
     A different model (no max nonlinearity, a wider but linear receptive field), trained as
-    such; on this data it validated about a point lower (docs/training.md, "Sixth round"),
-    so conv-pool stays the default and the bundled stem.
+    such; on this data it validated about a point lower
+    (docs/experiments/06-space-to-depth-stem.md), so conv-pool stays the default and the
+    bundled stem.
     """
     if kind not in STEMS:
         raise ValueError(f"stem must be one of {', '.join(STEMS)}, not {kind!r}")
@@ -118,8 +119,8 @@ class BrainTumorNet(nn.Module):
         # first block to the rate at the last, as in timm's ResNets. Tried because the model
         # fits its training set to the label-smoothing floor halfway through a run; it adds
         # no parameters and no measurable step time. At 0.1 it validated worse on this data
-        # (docs/training.md, "Eighth round"), so 0, the model without it, is the default and
-        # the bundled setting; checkpoints load either way.
+        # (docs/experiments/08-drop-path-geometric-augmentation.md), so 0, the model without
+        # it, is the default and the bundled setting; checkpoints load either way.
         n_blocks = sum(depths)
         rates = iter([drop_path_rate * k / max(n_blocks - 1, 1) for k in range(n_blocks)])
         stages = []

@@ -3,8 +3,9 @@
 With progressive resizing (``low_res_size``), validation runs at the full size while the
 model still trains on smaller images: its batch-norm statistics and filters are tuned to
 another scale, so the validation loss of those epochs swings widely (run ``prog60`` of
-docs/training.md: accuracy 0.85, 0.75, 0.37, 0.85 on four consecutive epochs) and says
-nothing about the model the run will end with. Lightning's callbacks have no start epoch, so
+docs/experiments/10-more-epochs-same-time.md: accuracy 0.85, 0.75, 0.37, 0.85 on four
+consecutive epochs) and says nothing about the model the run will end with. Lightning's
+callbacks have no start epoch, so
 these subclasses skip their check (through the one hook each has for skipping, private in
 Lightning 2.x: ``tests/training/test_train_run.py`` fails if a Lightning release renames
 it) until the first full-size epoch; the patience count then starts from there.
