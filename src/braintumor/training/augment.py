@@ -17,6 +17,11 @@ this 2-core CPU in a slow hour), a few per cent of a training step (which
 kornia's: brightness adds ``factor - 1``, contrast multiplies by ``factor``, each clamped to
 [0, 1]; the zoom factor is kornia's affine scale (> 1 zooms in); the shift is a fraction of
 the image side.
+
+The shift augmentation for scans from other scanners (``training/appearance.py``: bias
+field, gamma, histogram shift, inversion, low resolution, blur, sharpening, noise) runs after
+brightness and contrast and before erasing; its aspect stretch is part of the one warp, so
+masks follow it. All of it is off unless a config switches it on.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from braintumor.training.appearance import AppearanceAugment
 from braintumor.training.config import AugmentConfig
 
 
@@ -40,18 +46,20 @@ class BatchAugment(nn.Module):
     def __init__(self, cfg: AugmentConfig):
         super().__init__()
         self.cfg = cfg
+        self.appearance = AppearanceAugment(cfg)  # the shift ops; each off by default
 
     @property
     def warps(self) -> bool:
         """Whether the recipe moves pixels by more than flips (then one resampling does all)."""
         c = self.cfg
-        return c.rotation_degrees > 0 or c.translate > 0 or tuple(c.zoom) != (1.0, 1.0)
+        return (c.rotation_degrees > 0 or c.translate > 0 or tuple(c.zoom) != (1.0, 1.0)
+                or c.aspect > 0)
 
     @property
     def active(self) -> bool:
         c = self.cfg
         does_something = (self.warps or c.hflip > 0 or c.vflip > 0 or c.brightness > 0
-                          or c.contrast > 0 or c.erase_prob > 0)
+                          or c.contrast > 0 or c.erase_prob > 0 or self.appearance.active)
         return self.training and c.enabled and does_something
 
     @torch.no_grad()
@@ -91,7 +99,10 @@ class BatchAugment(nn.Module):
         fresh = both is not x  # a tensor of our own, safe to change in place
         if mask is not None:
             both, mask = both[:, :c], both[:, c:]
-        return self._erase(self._intensity(both, fresh)), mask
+        x = self._intensity(both, fresh)
+        if self.appearance.active:
+            x = self.appearance(x)
+        return self._erase(x), mask
 
     def _inverse_affine(self, n: int, hflip: torch.Tensor, vflip: torch.Tensor, h: int,
                         w: int) -> torch.Tensor:
@@ -110,11 +121,24 @@ class BatchAugment(nn.Module):
         aspect = w / h  # normalised -> pixel-proportional units: x * w/2, y * h/2
         rot = torch.stack([torch.stack([cos, sin * (1 / aspect)], -1),
                            torch.stack([-sin * aspect, cos], -1)], dim=1)
+        if cfg.aspect > 0:  # drawn last: recipes without it keep their random stream
+            rot = rot * self._aspect_stretch(n).unsqueeze(1)
         flip = torch.stack([torch.where(hflip, -1.0, 1.0), torch.where(vflip, -1.0, 1.0)],
                            dim=1).to(torch.float64)
         linear = flip.unsqueeze(-1) * rot  # F @ R(-a)/s: row i scaled by flip i
         offset = -(linear @ shift.unsqueeze(-1))
         return torch.cat([linear, offset], dim=-1).float()
+
+    def _aspect_stretch(self, n: int) -> torch.Tensor:
+        """(N, 2) factors for the inverse map's x and y columns: a width:height stretch r.
+
+        The forward map scales x by sqrt(r) and y by 1 / sqrt(r) after the rotation (so the
+        area is kept), r log-uniform in [1 / (1 + aspect), 1 + aspect]; its inverse divides
+        the columns of R(-a) / s by those factors.
+        """
+        bound = math.log1p(self.cfg.aspect)
+        root = _uniform(n, -bound, bound).mul_(0.5).exp_()  # sqrt(r)
+        return torch.stack([1 / root, root], dim=1)
 
     def _erase(self, x: torch.Tensor) -> torch.Tensor:
         """Random erasing, in place on a batch of our own: one zeroed rectangle per chosen image.

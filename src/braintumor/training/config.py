@@ -40,6 +40,50 @@ class AugmentConfig:
     # background's value. 0 disables it and draws no random numbers.
     erase_prob: float = 0.0
     erase_area: tuple[float, float] = (0.02, 0.2)
+    # Shift augmentation (training/appearance.py; docs/training.md "Augmentation for other
+    # scanners"): what other scanners, sequences and exports do to a slice. Each op applies to
+    # an image with its probability (0: off, and it draws no random numbers, so recipes
+    # without it keep their random stream), with parameters drawn per image from its range.
+    # Pixel aspect, in the one warp (masks follow): width:height stretched by a factor drawn
+    # log-uniform in [1 / (1 + aspect), 1 + aspect]; 0 disables it.
+    aspect: float = 0.0
+    # Coil shading: a smooth multiplicative field exp(a P), P a random cubic scaled to
+    # max |P| = 1, a ~ U(0, strength): strength 0.3 gives gains up to 0.74-1.35x.
+    bias_field_prob: float = 0.0
+    bias_field_strength: float = 0.3
+    # Intensity ** g, g log-uniform in the range (0.6 and 1 / 0.6 equally likely).
+    gamma_prob: float = 0.0
+    gamma: tuple[float, float] = (0.6, 1.6)
+    # A random monotone contrast curve (MONAI's RandHistogramShift): this many control points
+    # evenly spaced on [0, 1], the inner ones moved by up to ``strength`` (< 0.5) of their
+    # spacing; 0 and 1 stay fixed, so the background stays black.
+    histogram_shift_prob: float = 0.0
+    histogram_shift_points: int = 6
+    histogram_shift_strength: float = 0.3
+    # T2-like contrast: the head's intensities inverted, the background kept black. Off in
+    # every shipped recipe until a validation run shows that it helps.
+    invert_prob: float = 0.0
+    # A coarser acquisition: down-sampled to a share of the side drawn in the range
+    # (antialiased), then up-sampled back (bilinear).
+    low_resolution_prob: float = 0.0
+    low_resolution_scale: tuple[float, float] = (0.4, 0.9)
+    # Gaussian blur, sigma in pixels of the training image size.
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    # Edge enhancement as PIL's ImageEnhance.Sharpness: factor 1 is the image, 2 sharper.
+    sharpen_prob: float = 0.0
+    sharpen_factor: tuple[float, float] = (1.2, 2.5)
+    # Noise of standard deviation drawn in ``noise_std`` (a fraction of the full range);
+    # a share ``noise_rician`` of the noisy images get Rician noise (magnitude MR images,
+    # |x + n1 + i n2|), the rest Gaussian.
+    noise_prob: float = 0.0
+    noise_std: tuple[float, float] = (0.005, 0.04)
+    noise_rician: float = 0.5
+
+
+# AugmentConfig fields given as [low, high] in a config file (tuples in the dataclass).
+AUGMENT_RANGES = ("zoom", "erase_area", "gamma", "low_resolution_scale", "blur_sigma",
+                  "sharpen_factor", "noise_std")
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -159,8 +203,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["augment"]["zoom"] = list(self.augment.zoom)
-        d["augment"]["erase_area"] = list(self.augment.erase_area)
+        for pair in AUGMENT_RANGES:
+            d["augment"][pair] = list(getattr(self.augment, pair))
         return d
 
     def dump(self, path: str | Path) -> None:
@@ -206,7 +250,7 @@ def _build(data: dict[str, Any], source: str) -> TrainConfig:
     if bad:
         raise ConfigError(f"{source}: unknown augment option(s) {', '.join(bad)}; "
                           f"known: {', '.join(sorted(aug_known))}")
-    for pair in ("zoom", "erase_area"):
+    for pair in AUGMENT_RANGES:
         if pair in aug:
             try:
                 aug[pair] = tuple(float(z) for z in aug[pair])
@@ -243,6 +287,7 @@ def validate(cfg: TrainConfig) -> None:
     area = tuple(cfg.augment.erase_area)
     if len(area) != 2 or not 0 < area[0] <= area[1] <= 1:
         problems.append("augment.erase_area must be [low, high] with 0 < low <= high <= 1")
+    problems += shift_augment_problems(cfg.augment)
     if cfg.mask_loss_weight < 0:
         problems.append("mask_loss_weight must be >= 0")
     if cfg.mask_loss not in MASK_LOSSES:
@@ -271,6 +316,39 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("low_res_epochs needs low_res_size")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
+
+
+def shift_augment_problems(a: AugmentConfig) -> list[str]:
+    """What is wrong with the shift augmentation's settings (training/appearance.py)."""
+    problems = []
+    for name in ("bias_field_prob", "gamma_prob", "histogram_shift_prob", "invert_prob",
+                 "low_resolution_prob", "blur_prob", "sharpen_prob", "noise_prob",
+                 "noise_rician"):
+        if not 0 <= getattr(a, name) <= 1:
+            problems.append(f"augment.{name} must be in [0, 1]")
+    if not 0 <= a.aspect <= 1:
+        problems.append("augment.aspect must be in [0, 1] (a stretch of up to 1 + aspect)")
+    if not 0 <= a.bias_field_strength <= 1:
+        problems.append("augment.bias_field_strength must be in [0, 1] (a log gain)")
+    points = a.histogram_shift_points
+    if isinstance(points, bool) or not isinstance(points, int) or points < 3:
+        problems.append("augment.histogram_shift_points must be an integer >= 3")
+    if not 0 <= a.histogram_shift_strength < 0.5:
+        problems.append("augment.histogram_shift_strength must be in [0, 0.5) (the curve "
+                        "must stay increasing)")
+    limits = {"gamma": (0, None, "0 < low <= high"),
+              "low_resolution_scale": (0, 1, "0 < low <= high <= 1"),
+              "blur_sigma": (0, 10, "0 < low <= high <= 10"),
+              "sharpen_factor": (None, 10, "0 <= low <= high <= 10"),
+              "noise_std": (None, 0.5, "0 <= low <= high <= 0.5")}
+    for name, (open_low, high_max, rule) in limits.items():
+        pair = tuple(getattr(a, name))
+        ok = len(pair) == 2 and 0 <= pair[0] <= pair[1]
+        ok = ok and (open_low is None or pair[0] > open_low)
+        ok = ok and (high_max is None or pair[1] <= high_max)
+        if not ok:
+            problems.append(f"augment.{name} must be [low, high] with {rule}")
+    return problems
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None
