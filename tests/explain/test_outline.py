@@ -179,7 +179,8 @@ def test_plain_model_gives_no_outline_and_no_new_keys(tiny_bundle, synthetic_sli
     assert (pred.tumour_mask, pred.tumour_area_px, pred.tumour_area_percent,
             pred.tumour_outline) == (None, None, None, None)
     assert set(pred.to_dict()) == {"source", "label", "confidence", "probabilities", "model",
-                                   "checksum", "error", "seconds", "has_heatmap"}
+                                   "checksum", "error", "seconds", "has_heatmap", "warning",
+                                   "ood_score", "ood_reasons"}
 
 
 def test_head_area_of_a_large_slice_is_counted_on_a_subsample(synthetic_slice):
