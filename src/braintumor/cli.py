@@ -41,7 +41,7 @@ def _add_audit(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model from scratch")
+    p = sub.add_parser("train", help="train a model from scratch or fine-tune one")
     p.add_argument("--config", help="YAML or TOML file with any of the options below")
     p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
     p.add_argument("--model", help="model name from the registry (default: braintumor-net)")
@@ -80,6 +80,12 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed, 16-mixed")
     p.add_argument("--num-threads", type=int, help="torch CPU threads")
     p.add_argument("--export-bundle", help="also write the trained model as a bundle here")
+    p.add_argument("--init-from", metavar="BUNDLE_OR_CHECKPOINT",
+                   help="fine-tune: start from a bundle, run folder, .ckpt, or 'bundled'")
+    p.add_argument("--custom-classes",
+                   help="class list (a,b,c) or relabelling (tumour=glioma+meningioma+"
+                        "pituitary,notumor=notumor); a new classifier where it differs")
+    p.add_argument("--freeze", help="keep these parameter prefixes fixed, e.g. stem,stages.0")
     _handler(p, "braintumor.training.run:train_command")
 
 

@@ -99,6 +99,19 @@ class TrainConfig:
     deterministic: bool = True
     progress_bar: bool = True
     export_bundle: str | None = None
+    # Fine-tuning (training/init_from.py): start from the weights of a bundle folder, a
+    # Lightning checkpoint, a run folder or ``bundled`` (the shipped model); same architecture
+    # as ``model``/``model_kwargs``. The card records the parent's weights SHA-256. None: from
+    # scratch.
+    init_from: str | None = None
+    # Class list other than the data's folders (data/labels.py parse_class_spec): names
+    # (``glioma,meningioma,newtype``) or a relabelling (``tumour=glioma+meningioma+pituitary,
+    # notumor=notumor``). With init_from, a class list that differs from the parent's gets a
+    # new classifier (rows of classes the parent knew keep its weights). None: the folders.
+    custom_classes: str | None = None
+    # Parameter-name prefixes kept fixed while training (``stem``, ``stages.0``; batch-norm
+    # statistics in them too): the early, generic layers of a parent model.
+    freeze: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -211,6 +224,16 @@ def validate(cfg: TrainConfig) -> None:
                         "image_size")
     if cfg.low_res_epochs > 0 and cfg.low_res_size is None:
         problems.append("low_res_epochs needs low_res_size")
+    if cfg.custom_classes is not None:
+        from braintumor.data.labels import ClassSpecError, parse_class_spec
+
+        try:
+            parse_class_spec(cfg.custom_classes)
+        except ClassSpecError as exc:
+            problems.append(str(exc))
+    if cfg.freeze and not cfg.init_from:
+        problems.append("freeze needs init_from (freezing layers of an untrained model keeps "
+                        "them random)")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
 
@@ -236,8 +259,11 @@ def overrides_from_args(args) -> dict[str, Any]:
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
              "masks", "mask_loss_weight", "max_group_copies",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
-             "export_bundle"]
+             "export_bundle", "init_from", "custom_classes"]
     out = {n: getattr(args, n, None) for n in names}
+    freeze = getattr(args, "freeze", None)
+    if freeze is not None:
+        out["freeze"] = [p.strip() for p in freeze.split(",") if p.strip()]
     cw = getattr(args, "class_weights", None)
     if cw is not None:
         out["class_weights"] = cw == "on"

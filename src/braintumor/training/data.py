@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from braintumor.data.cache import CachedDataset, build_cache
 from braintumor.data.datasets import SPLIT_NAMES, DatasetIndex, discover
+from braintumor.data.labels import parse_class_spec
 from braintumor.data.masks import masks_for_rows
 from braintumor.data.preprocess import PreprocessConfig
 
@@ -59,6 +60,26 @@ def split_train_val(labels: np.ndarray, groups: np.ndarray | None, val_fraction:
                   f"({n_dup} images share a group with another) never straddle train/val")
     tr, va = stratified_group_split(labels, groups, val_fraction, seed)
     return np.sort(np.asarray(tr)), np.sort(np.asarray(va)), method
+
+
+def _relabel(labels: list[str], classes: list[str], mapping: dict[str, str] | None,
+             data: Path) -> list[str]:
+    """The training class of every cached image under a ``--custom-classes`` spec.
+
+    A folder class the spec does not name is an error rather than dropped: leaving images
+    out silently would change what the model was trained on without anyone asking.
+    """
+    if mapping is None:
+        extra = sorted(set(labels) - set(classes))
+        if extra:
+            raise TrainingDataError(f"{data} has class folder(s) {extra} that --custom-classes "
+                                    f"({', '.join(classes)}) does not list")
+        return labels
+    unmapped = sorted(set(labels) - set(mapping))
+    if unmapped:
+        raise TrainingDataError(f"{data} has class folder(s) {unmapped} that the "
+                                "--custom-classes relabelling does not map to a class")
+    return [mapping[lbl] for lbl in labels]
 
 
 def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray | None:
@@ -164,8 +185,9 @@ class CacheDataModule(L.LightningDataModule):
                  val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
                  eval_batch_size: int = 256, masks: str | Path | None = None,
                  mask_empty_classes: tuple[str, ...] | list[str] = (),
-                 max_group_copies: int | None = None):
+                 max_group_copies: int | None = None, custom_classes: str | None = None):
         super().__init__()
+        self.custom_classes = custom_classes  # data/labels.py parse_class_spec
         self.max_group_copies = max_group_copies
         self.train_groups: np.ndarray | None = None
         self._capped_sampler: GroupCappedSampler | None = None  # built once, on first use
@@ -189,7 +211,9 @@ class CacheDataModule(L.LightningDataModule):
         """
         if self._prepared:
             return self.summary
-        index: DatasetIndex = discover(self.data)
+        class_list, class_map = (parse_class_spec(self.custom_classes) if self.custom_classes
+                                 else (None, None))
+        index: DatasetIndex = discover(self.data, custom_classes=class_list is not None)
         empty = _empty_class_dirs(self.data)
         if empty:
             raise TrainingDataError(
@@ -213,12 +237,16 @@ class CacheDataModule(L.LightningDataModule):
             warnings.warn(msg, stacklevel=2)
             log.warning(msg)
         self.classes = list(index.classes)
-        present = Counter(lbl for lbl, sp in zip(cached.labels, cached.splits, strict=True)
+        source_labels = list(cached.labels)
+        if class_list is not None:
+            source_labels = _relabel(source_labels, class_list, class_map, self.data)
+            self.classes = class_list
+        present = Counter(lbl for lbl, sp in zip(source_labels, cached.splits, strict=True)
                           if sp != "test")
         missing = [c for c in self.classes if present[c] == 0]
         if missing:
             raise TrainingDataError(f"no readable training image for class(es) {missing}")
-        labels = cached.label_indices(self.classes)
+        labels = np.array([self.classes.index(lbl) for lbl in source_labels], dtype=np.int64)
         is_test = np.array([s == "test" for s in cached.splits])
         pool = np.flatnonzero(~is_test)
         if self.max_train_images and len(pool) > self.max_train_images:

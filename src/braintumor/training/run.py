@@ -38,6 +38,14 @@ from braintumor.training.ema import WarmupEMA
 from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
+from braintumor.training.init_from import (
+    FrozenNormEval,
+    InitFromError,
+    freeze_parameters,
+    frozen_norm_layers,
+    init_from_parent,
+    load_parent,
+)
 from braintumor.training.module import Classifier
 
 log = logging.getLogger(__name__)
@@ -93,7 +101,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
                          cfg.max_train_images, masks=cfg.masks,
                          mask_empty_classes=cfg.mask_empty_classes,
-                         max_group_copies=cfg.max_group_copies)
+                         max_group_copies=cfg.max_group_copies,
+                         custom_classes=cfg.custom_classes)
     summary_data = dm.prepare()
     classes = summary_data.classes
 
@@ -105,6 +114,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
     per_epoch = dm.class_counts()  # with a group cap, what an epoch holds
     module = Classifier(cfg, len(classes), per_epoch.tolist())
+    parent, frozen_norms = _init_from_parent(cfg, module, classes)
     info = model_info(module.model, cfg.image_size)
     print(f"{info}; precision {precision} ({probe}); split: "
           + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
@@ -131,6 +141,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     callbacks = [best_cb, last_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
     if cfg.ema_decay is not None:
         callbacks.append(WarmupEMA(cfg.ema_decay))
+    if frozen_norms:
+        callbacks.append(FrozenNormEval(frozen_norms))
     if cfg.patience and cfg.patience > 0:
         callbacks.append(FullSizeEarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode,
                                                from_epoch=full_size_from))
@@ -212,6 +224,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
             "fit_seconds": round(fit_seconds, 1),
             "hardware": hardware_summary(),
             "resumed": resume,
+            # Fine-tuning: the model these weights started from (None: from scratch).
+            "parent": parent,
         },
         "metrics": metrics,
     }
@@ -226,6 +240,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
                "temperature": temperature, **card["training"], "metrics": metrics}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _init_from_parent(cfg: TrainConfig, module: Classifier, classes: list[str]
+                      ) -> tuple[dict | None, list]:
+    """Seed the model from ``cfg.init_from`` and freeze ``cfg.freeze``; (card entry, norms)."""
+    if not cfg.init_from:
+        return None, []
+    try:
+        parent = load_parent(cfg.init_from)
+        entry = init_from_parent(module.model, parent, cfg.model, cfg.model_kwargs, classes)
+        entry["frozen"] = freeze_parameters(module.model, cfg.freeze)
+    except InitFromError as exc:
+        raise TrainingError(str(exc)) from exc
+    print(f"fine-tuning from {parent.name} (sha256 {parent.sha256[:12]}…), classifier "
+          f"{entry['classifier']}" + (f"; frozen: {', '.join(cfg.freeze)}" if cfg.freeze else ""),
+          file=sys.stderr)
+    return entry, frozen_norm_layers(module.model, cfg.freeze)
 
 
 def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
