@@ -48,9 +48,10 @@ def check_same_spec(server: ModelSpec, site: ModelSpec, site_name: str) -> None:
     """Raise :class:`FederationMismatchError` saying what differs between the two."""
     diffs = []
     if (server.architecture, server.model_kwargs) != (site.architecture, site.model_kwargs):
-        diffs.append(f"model architecture: server {server.architecture} "
-                     f"{server.model_kwargs or ''}, site {site.architecture} "
-                     f"{site.model_kwargs or ''}".rstrip())
+        def arch(s: ModelSpec) -> str:
+            return f"{s.architecture} {s.model_kwargs}" if s.model_kwargs else s.architecture
+
+        diffs.append(f"model architecture: server {arch(server)}, site {arch(site)}")
     if server.image_size != site.image_size:
         diffs.append(f"image size: server {server.image_size} px, site {site.image_size} px")
     if tuple(server.classes) != tuple(site.classes):
