@@ -85,6 +85,8 @@ def _add_train(sub) -> None:
     p.add_argument("--custom-classes",
                    help="class list (a,b,c) or relabelling (tumour=glioma+meningioma+"
                         "pituitary,notumor=notumor); a new classifier where it differs")
+    p.add_argument("--train-fraction", type=float,
+                   help="keep this share of the training part (validation unchanged)")
     p.add_argument("--freeze", help="keep these parameter prefixes fixed, e.g. stem,stages.0")
     _handler(p, "braintumor.training.run:train_command")
 

@@ -159,3 +159,16 @@ def test_cli_flags_become_config_fields():
 def test_bad_fine_tuning_settings_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(TrainConfig(**changes))
+
+
+def test_train_fraction_keeps_the_validation_split(synthetic_dataset, cache_root):
+    from braintumor.training.data import CacheDataModule
+
+    data = synthetic_dataset(n_per_class=20, size=32, splits=("Training",))
+    full = CacheDataModule(data, 32, val_fraction=0.25, seed=0)
+    full.prepare()
+    part = CacheDataModule(data, 32, val_fraction=0.25, seed=0, train_fraction=0.25)
+    part.prepare()
+    assert list(part.val_rows) == list(full.val_rows)
+    assert set(part.train_rows) < set(full.train_rows)
+    assert abs(len(part.train_rows) - 0.25 * len(full.train_rows)) <= 2

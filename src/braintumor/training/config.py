@@ -85,6 +85,10 @@ class TrainConfig:
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
     patience: int = 8  # epochs without improvement before early stopping; 0 disables
     max_train_images: int | None = None
+    # Share of the training part kept (whole duplicate groups, seeded), taken after the
+    # validation split, which therefore stays the same: learning curves, fine-tuning vs
+    # scratch. None: all of it.
+    train_fraction: float | None = None
     # At most this many members of each near-duplicate group of the training part per epoch
     # (drawn anew every epoch; training/data.py GroupCappedSampler). None: every image.
     max_group_copies: int | None = None
@@ -231,6 +235,8 @@ def validate(cfg: TrainConfig) -> None:
             parse_class_spec(cfg.custom_classes)
         except ClassSpecError as exc:
             problems.append(str(exc))
+    if cfg.train_fraction is not None and not 0 < cfg.train_fraction <= 1:
+        problems.append("train_fraction must be in (0, 1] (or null for all)")
     if cfg.freeze and not cfg.init_from:
         problems.append("freeze needs init_from (freezing layers of an untrained model keeps "
                         "them random)")
@@ -259,7 +265,7 @@ def overrides_from_args(args) -> dict[str, Any]:
              "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
              "masks", "mask_loss_weight", "max_group_copies",
              "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
-             "export_bundle", "init_from", "custom_classes"]
+             "export_bundle", "init_from", "custom_classes", "train_fraction"]
     out = {n: getattr(args, n, None) for n in names}
     freeze = getattr(args, "freeze", None)
     if freeze is not None:

@@ -82,6 +82,17 @@ def _relabel(labels: list[str], classes: list[str], mapping: dict[str, str] | No
     return [mapping[lbl] for lbl in labels]
 
 
+def _group_subset(rows: np.ndarray, groups: np.ndarray | None, fraction: float,
+                  seed: int) -> np.ndarray:
+    """About ``fraction`` of ``rows`` as whole duplicate groups, seeded; the validation split
+    is made before and stays the same, so runs on 5 % and 100 % are scored alike."""
+    groups = np.arange(len(rows)) if groups is None else groups
+    uniq = np.random.default_rng(seed + 1).permutation(np.unique(groups))
+    sizes = np.array([(groups == g).sum() for g in uniq])
+    keep = uniq[: int(np.searchsorted(np.cumsum(sizes), fraction * len(rows))) + 1]
+    return np.sort(rows[np.isin(groups, keep)])
+
+
 def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray | None:
     """A group id per row (near-duplicates share one), or None when B's module is absent."""
     try:
@@ -185,8 +196,10 @@ class CacheDataModule(L.LightningDataModule):
                  val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
                  eval_batch_size: int = 256, masks: str | Path | None = None,
                  mask_empty_classes: tuple[str, ...] | list[str] = (),
-                 max_group_copies: int | None = None, custom_classes: str | None = None):
+                 max_group_copies: int | None = None, custom_classes: str | None = None,
+                 train_fraction: float | None = None):
         super().__init__()
+        self.train_fraction = train_fraction
         self.custom_classes = custom_classes  # data/labels.py parse_class_spec
         self.max_group_copies = max_group_copies
         self.train_groups: np.ndarray | None = None
@@ -265,6 +278,9 @@ class CacheDataModule(L.LightningDataModule):
                 f"{len(self.classes)} classes; add images or change --val-fraction")
         groups = duplicate_group_ids(cached, pool)
         tr, va, method = split_train_val(labels[pool], groups, self.val_fraction, self.seed)
+        if self.train_fraction is not None and self.train_fraction < 1:
+            tr = _group_subset(tr, None if groups is None else np.asarray(groups)[tr],
+                               self.train_fraction, self.seed)
         self.train_rows, self.val_rows = pool[tr], pool[va]
         if groups is not None:
             self.train_groups = np.asarray(groups)[tr]

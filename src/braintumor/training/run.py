@@ -102,7 +102,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
                          cfg.max_train_images, masks=cfg.masks,
                          mask_empty_classes=cfg.mask_empty_classes,
                          max_group_copies=cfg.max_group_copies,
-                         custom_classes=cfg.custom_classes)
+                         custom_classes=cfg.custom_classes,
+                         train_fraction=cfg.train_fraction)
     summary_data = dm.prepare()
     classes = summary_data.classes
 
