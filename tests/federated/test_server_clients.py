@@ -100,9 +100,11 @@ def test_a_client_with_another_image_size_is_refused_clearly(tmp_path, cache_roo
     assert "image size: server 32 px, site 48 px" in client.stderr
 
 
-def test_server_refuses_a_public_address_without_tls(tmp_path, capsys):
-    from braintumor.cli import main
+def test_server_refuses_a_public_address_without_tls():
+    from braintumor.federated.server import check_address
 
-    rc = main(["federated", "server", "--address", "0.0.0.0:9092", "--out",
-               str(tmp_path / "run"), *COMMON])
-    assert rc == 2 and "clear text" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="clear text"):
+        check_address("0.0.0.0:9092", tls=False)
+    check_address("0.0.0.0:9092", tls=True)
+    check_address("127.0.0.1:9092", tls=False)
+    check_address("[::1]:9092", tls=False)
