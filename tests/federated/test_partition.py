@@ -85,3 +85,18 @@ def test_bad_schemes_and_too_many_sites(pool):
         parse_scheme("dirichlet:-1")
     with pytest.raises(PartitionError, match="cannot fill"):
         partition_sites(labels[:3], groups[:3], 5, "iid")
+
+
+def test_partition_command_writes_site_folders_of_links(synthetic_dataset, cache_root,
+                                                        tmp_path):
+    from braintumor.cli import main
+
+    data = synthetic_dataset(n_per_class=8, size=32, splits=("Training",))
+    out = tmp_path / "sites"
+    assert main(["federated", "partition", "--data", str(data), "--sites", "2",
+                 "--partition", "by-class", "--image-size", "32", "--out", str(out)]) == 0
+    links = sorted(out.glob("*/Training/*/*"))
+    assert links and all(p.is_symlink() for p in links)
+    names = [p.name for p in links]
+    assert len(names) == len(set(names)) == 32  # each image at one place, none copied
+    assert {p.parts[-4] for p in links} == {"site-0", "site-1", "server-validation"}

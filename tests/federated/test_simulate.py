@@ -45,6 +45,10 @@ def test_one_round_changes_the_global_weights_and_writes_a_bundle(fed_data, fed_
     with (tmp_path / "fed" / "sites.csv").open() as f:
         assert sorted(r["site"] for r in csv.DictReader(f)) == ["site-0", "site-1", "site-2"]
     assert summary["metrics"]["validation"]["images"] > 0
+    # a normal bundle: the evaluate command takes it
+    assert main(["evaluate", "--model", str(tmp_path / "fed" / "bundle"), "--data",
+                 str(fed_data), "--out", str(tmp_path / "eval"), "--no-gallery"]) == 0
+    assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
 def test_a_site_dropping_out_mid_round_does_not_stop_it(fed_data, fed_config, tmp_path):
