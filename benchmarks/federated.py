@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--proximal-mu", type=float, default=0.01)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--local-epochs", type=int, default=2)
+    ap.add_argument("--skip-leak-free", action="store_true",
+                    help="no leak-free figure (skips the dataset audit; smoke runs)")
     ap.add_argument("--label", default="full", help="recorded with the figures (e.g. smoke)")
     ap.add_argument("--runs", help="keep run folders here (default: a temporary folder)")
     ap.add_argument("--out", default="benchmarks/results/federated.json")
@@ -65,8 +67,9 @@ def main() -> None:
     central_cfg = replace(base, out=str(runs / "central"), epochs=total_epochs, patience=0,
                           progress_bar=False)
     central = train(central_cfg, command="benchmarks/federated.py (central)")
-    rows = [{"run": "central", "epochs": total_epochs, "wall_seconds":
-             round(time.perf_counter() - t, 1), **test_scores(central["bundle"], args.data),
+    rows = [{"run": "central", "epochs": total_epochs,
+             "wall_seconds": round(time.perf_counter() - t, 1),
+             **test_scores(central["bundle"], args.data, not args.skip_leak_free),
              "validation_accuracy": central["metrics"]["validation"]["accuracy"]}]
     print(_line(rows[0]), flush=True)
     for sites, part, strat in itertools.product(args.sites, args.partitions, args.strategies):
@@ -80,12 +83,13 @@ def main() -> None:
                "rounds": args.rounds, "local_epochs": args.local_epochs,
                "wall_seconds": round(time.perf_counter() - t, 1),
                "bytes_per_round": int(sum(per_round) / len(per_round)),
-               **test_scores(s["bundle"], args.data),
+               **test_scores(s["bundle"], args.data, not args.skip_leak_free),
                "validation_accuracy": s["metrics"]["validation"]["accuracy"]}
         row["accuracy_gap_points"] = round(100 * (rows[0]["test_accuracy"]
                                                   - row["test_accuracy"]), 2)
-        row["leak_free_gap_points"] = round(100 * (rows[0]["leak_free_accuracy"]
-                                                   - row["leak_free_accuracy"]), 2)
+        if row["leak_free_accuracy"] is not None:
+            row["leak_free_gap_points"] = round(100 * (rows[0]["leak_free_accuracy"]
+                                                       - row["leak_free_accuracy"]), 2)
         rows.append(row)
         print(_line(row), flush=True)
     result = {"label": args.label, "command": "python " + " ".join(sys.argv),
@@ -96,11 +100,13 @@ def main() -> None:
 
 
 def _line(r: dict) -> str:
-    gap = (f", gap {r['accuracy_gap_points']:+.2f} / leak-free {r['leak_free_gap_points']:+.2f}"
-           " points" if "accuracy_gap_points" in r else "")
+    gap = f", gap {r['accuracy_gap_points']:+.2f} points" if "accuracy_gap_points" in r else ""
+    if "leak_free_gap_points" in r:
+        gap += f" (leak-free {r['leak_free_gap_points']:+.2f})"
     mb = f", {r['bytes_per_round'] / 1e6:.1f} MB/round" if "bytes_per_round" in r else ""
+    lf = r["leak_free_accuracy"]
     return (f"{r['run']:<32} test {r['test_accuracy']:.4f}  leak-free "
-            f"{r['leak_free_accuracy']:.4f}  {r['wall_seconds']:.0f} s{mb}{gap}")
+            f"{'n/a' if lf is None else f'{lf:.4f}'}  {r['wall_seconds']:.0f} s{mb}{gap}")
 
 
 if __name__ == "__main__":
