@@ -100,3 +100,13 @@ def test_partition_command_writes_site_folders_of_links(synthetic_dataset, cache
     names = [p.name for p in links]
     assert len(names) == len(set(names)) == 32  # each image at one place, none copied
     assert {p.parts[-4] for p in links} == {"site-0", "site-1", "server-validation"}
+
+
+def test_without_flwr_the_command_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from braintumor.cli import main
+
+    monkeypatch.setitem(sys.modules, "flwr", None)  # import flwr -> ImportError
+    assert main(["federated", "server", "--out", "x"]) == 2
+    assert "pip install 'braintumor[federated]'" in capsys.readouterr().err
