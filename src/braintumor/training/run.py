@@ -266,7 +266,7 @@ def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
     keys = ("model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
-            "max_group_copies",
+            "max_group_copies", "train_fraction", "custom_classes",
             "batch_size", "schedule", "lr",
             "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
             "mask_layer")
