@@ -28,6 +28,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy
 
 train: venv
 	$(BIN)/braintumor train --config configs/braintumor-net.yaml --data "$(DATA)" --out runs/braintumor-net --export-bundle src/braintumor/weights

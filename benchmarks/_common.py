@@ -32,8 +32,8 @@ def test_scores(bundle: str, data: str, leak_free: bool = True) -> dict:
     from braintumor.data.datasets import discover
     from braintumor.data.labels import parse_class_spec
     from braintumor.evaluation.leakage import leakage_from_audit, split_by_leakage
-    from braintumor.inference.batch import predict_logits
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import predict_logits
 
     loaded = load_bundle(bundle)
     index = discover(data)

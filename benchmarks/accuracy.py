@@ -27,8 +27,8 @@ from sklearn.metrics import (
 
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import discover
-from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle, model_info
+from braintumor.models.runtime import predict_logits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"accuracy": 0.9710, "macro_f1": 0.9688}  # the published baseline's own report

@@ -7,10 +7,14 @@ Runs, for one model on the real dataset:
 2. localisation against the tumour masks of ``brain-tumor-mri-masks`` on a stratified sample
    of the *Training* split (the only images with masks), restricted to the images the model
    did not train on (its validation part, rebuilt from the split its card records), per
-   method and class, each beside the uniform-map baseline; and Grad-CAM at the stage below
-   the default layer too (a finer grid: 8x8 instead of 4x4 at 128 px).
+   method and class, on the images' native grid, each beside its chance baseline: pointing
+   game strict and within 15 px, energy ratio, Dice/IoU of the binarised map (and of the
+   model's own tumour map at the card's ``tumour_threshold``, for a model with a tumour head);
+   and Grad-CAM at ``--finer-layer`` too.
 
 The model is the bundled one, else ``--model``; the JSON names it and its checksum.
+``--write-card`` records the figures in the model's card (``evidence``; the weights, and so
+their checksum, are not touched).
 
     OMP_NUM_THREADS=1 python benchmarks/explain_evidence.py --data $DATA \
         --masks ../shared/datasets/brain-tumor-mri-masks
@@ -41,14 +45,15 @@ def run(args) -> dict:
 
     from braintumor.explain import Explainer
     from braintumor.explain.evidence import (
+        card_tumour_threshold,
         load_items,
         run_evidence,
         stratified_sample,
         trained_on,
     )
     from braintumor.explain.sanity import cascading_randomisation
-    from braintumor.inference.batch import inference_copy
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import inference_copy
 
     torch.set_num_threads(args.threads)
     loaded = load_bundle(args.model)
@@ -81,7 +86,9 @@ def run(args) -> dict:
         exclude = trained_on(loaded.card, args.data)
         report["training_localisation"] = run_evidence(
             explainer, args.data, "Training", methods, args.loc_limit, args.masks,
-            seed=args.seed, model_checks=False, log=log, exclude=exclude)
+            seed=args.seed, model_checks=False, log=log, exclude=exclude,
+            tumour_threshold=card_tumour_threshold(loaded.card))
+        report["training_localisation"]["held_out"] = bool(exclude)
         finer = Explainer(fast, layer=args.finer_layer)
         log(f"== localisation, gradcam at {args.finer_layer}")
         loc = run_evidence(finer, args.data, "Training", ["gradcam"], args.loc_limit,
@@ -109,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                         "explain_evidence.json"))
+    p.add_argument("--write-card", action="store_true",
+                   help="record the figures in the model's card.json (`evidence`)")
     args = p.parse_args(argv)
     if args.masks and not Path(args.masks).is_dir():
         print(f"no masks at {args.masks}: localisation skipped", file=sys.stderr)
@@ -117,22 +126,35 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    from braintumor.explain.evidence import print_report
+    from braintumor.explain.evidence import print_localisation, print_report
 
     training = report.get("training_localisation", {})
     print_report({**report["testing"], "localisation": training.get("localisation"),
                   "notes": training.get("notes", [])})
     finer = report.get("training_localisation_finer_layer", {})
-    for m in finer.get("methods", []):
-        o = m["overall"]
-        print(f"gradcam at {finer['layer']}: pointing {o['pointing_game']:.3f} "
-              f"[{o['random_pointing_game']:.3f}]  energy {o['energy_pointing_game']:.3f}  "
-              f"IoU@10% {o['iou_top10']:.3f} [{o['random_iou_top10']:.3f}]")
+    if finer.get("methods"):
+        print_localisation(finer)
     for r in report["cascade_gradcam"]:
         print(f"cascade: randomised down to {r['randomised']:<10} mean Spearman "
               f"{r['mean_spearman']:+.3f}")
     print(f"wrote {out}")
+    if args.write_card:
+        write_card(report)
     return 0
+
+
+def write_card(report: dict) -> None:
+    """The card's ``evidence``: localisation from the held-out Training images, sanity and
+    faithfulness from Testing."""
+    from braintumor.explain.evidence_card import evidence_section, write_evidence
+
+    training = report.get("training_localisation", {})
+    section = evidence_section(report["command"], training.get("localisation"), "Training",
+                               bool(training.get("held_out")),
+                               report["testing"].get("model_faithfulness"), "Testing",
+                               created=report["created"])
+    card = write_evidence(report["model"]["path"], section, report["model"]["sha256"])
+    print(f"recorded the evidence in {card}")
 
 
 if __name__ == "__main__":

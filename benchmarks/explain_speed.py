@@ -92,9 +92,9 @@ def run(args) -> dict:
     import torch
 
     from braintumor.explain import Explainer
-    from braintumor.inference.batch import inference_copy
     from braintumor.inference.predictor import Predictor
     from braintumor.models import load_bundle
+    from braintumor.models.runtime import inference_copy
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor.evaluation.calibration import softmax
-from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
+from braintumor.models.runtime import predict_logits, softmax
 from braintumor.training.data import bundle_data_module
 
 RESULTS = Path(__file__).resolve().parent / "results" / "flip_tta.json"

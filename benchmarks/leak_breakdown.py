@@ -35,11 +35,10 @@ import numpy as np
 from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import DatasetIndex, discover
-from braintumor.evaluation.calibration import softmax
+from braintumor.data.splits import card_split_settings, split_sides
 from braintumor.evaluation.leakage import TWIN_FIT, TWIN_LEAK_FREE, TWIN_VAL, twin_locations
-from braintumor.inference.batch import predict_logits
 from braintumor.models import load_bundle
-from braintumor.training.data import card_split_settings, split_sides
+from braintumor.models.runtime import predict_logits, softmax
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.99
@@ -47,10 +46,12 @@ TARGET = 0.99
 
 @cache
 def training_sides(data: str, image_size: int, val_fraction: float, seed: int,
-                   max_train_images: int | None) -> dict[str, str]:
+                   max_train_images: int | None, train_fraction: float | None = None,
+                   custom_classes: str | None = None) -> dict[str, str]:
     """:func:`split_sides`, cached per split: bundles trained on the same split share it, and
     rebuilding one fingerprints every training image for the duplicate-aware grouping."""
-    return split_sides(data, image_size, val_fraction, seed, max_train_images)
+    return split_sides(data, image_size, val_fraction, seed, max_train_images, train_fraction,
+                       custom_classes)
 
 
 def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, dict]:

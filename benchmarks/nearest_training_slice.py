@@ -40,8 +40,8 @@ from braintumor.data.audit import audit_dataset
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import discover
 from braintumor.data.duplicates import correlation_vectors
+from braintumor.data.splits import bundle_split_sides
 from braintumor.models import load_bundle
-from braintumor.training.data import bundle_split_sides
 
 RESULTS = Path(__file__).resolve().parent / "results" / "nearest_training_slice.json"
 SIDE = 32  # small enough that neighbouring slices match, large enough to tell heads apart

@@ -73,6 +73,37 @@ def write_masks(dataset: Path, masks: Path, size: int, split: str = "Training") 
     return masks
 
 
+def synthetic_slices(seeds) -> tuple[list[np.ndarray], np.ndarray]:
+    """96 px head-like slices, class ``seed % 4`` (its blob), and their class indices."""
+    images, labels = [], []
+    for k in seeds:
+        label = CLASSES[k % 4]
+        images.append(make_slice(96, seed=k, blob=BLOB_CENTRES.get(label)))
+        labels.append(k % 4)
+    return images, np.array(labels)
+
+
+def calibrate_on_synthetic_slices(folder: Path, target_rate: float = 0.02) -> Path:
+    """Give the bundle in ``folder`` an OOD calibration from synthetic head-like slices
+    (96 to fit, 64 to set thresholds), as ``braintumor calibrate-ood`` does from a dataset."""
+    from braintumor.data.preprocess import preprocess
+    from braintumor.inference.ood import FeatureExtractor, calibrate
+    from braintumor.models import load_bundle
+    from braintumor.training.ood_calibration import store_calibration
+
+    loaded = load_bundle(folder)
+    cfg = loaded.preprocess
+    extract = FeatureExtractor(loaded.model)
+    fit, fit_labels = synthetic_slices(range(96))
+    val, _ = synthetic_slices(range(1000, 1064))
+    fit_u8 = np.stack([preprocess(x, cfg).image for x in fit])
+    val_u8 = np.stack([preprocess(x, cfg).image for x in val])
+    cal = calibrate(extract(fit_u8)[1], fit_labels, extract(val_u8)[1], val_u8,
+                    np.zeros(len(val)), len(loaded.classes), cfg.crop_threshold, target_rate)
+    store_calibration(folder, cal)
+    return folder
+
+
 @pytest.fixture
 def synthetic_slice():
     return make_slice

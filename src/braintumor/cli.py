@@ -1,8 +1,9 @@
 """Command line: parses arguments and hands each subcommand to the package that owns it.
 
-Each subcommand has its own ``_add_<name>`` function below; the work lives in the module
+Each subcommand has its own ``_add_<name>`` function below; the work lives in the function
 named by its ``handler`` (``module:function`` taking the parsed args, returning an exit code),
-imported only when that subcommand runs so ``braintumor --help`` stays instant.
+in the owning package's ``command.py`` (``audit`` alone still in ``data/audit.py``), imported
+only when that subcommand runs so ``braintumor --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -41,54 +42,19 @@ def _add_audit(sub) -> None:
 
 
 def _add_train(sub) -> None:
+    # The flags are the TrainConfig fields marked as such (training/config.py): a new training
+    # option is written once, in the dataclass. config.py imports only the standard library
+    # and (lazily) yaml: about 25 ms more for ``braintumor --help``.
+    from braintumor.training.config import train_flags
+
     p = sub.add_parser("train", help="train a model from scratch or fine-tune one")
     p.add_argument("--config", help="YAML or TOML file with any of the options below")
-    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
-    p.add_argument("--model", help="model name from the registry (default: braintumor-net)")
-    p.add_argument("--out", help="run directory")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    # No argparse choices: the config's validation holds the one list of optimizers (and
-    # importing it here would slow every command's start).
-    p.add_argument("--optimizer", help="adamw (default), adam, or sgd (Nesterov momentum; "
-                                       "OneCycle cycles it between 0.95 and 0.85)")
-    p.add_argument("--lr", type=float, help="peak learning rate of the schedule")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--low-res-size", type=int,
-                   help="progressive resizing: train the first --low-res-epochs at this size")
-    p.add_argument("--low-res-epochs", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--class-weights", choices=["on", "off"])
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--ema-decay", type=float,
-                   help="keep an exponential moving average of the weights (e.g. 0.995)")
-    p.add_argument("--masks", help="folder of tumour masks mirroring the dataset: adds an "
-                                   "auxiliary loss on where the tumour is (training only)")
-    p.add_argument("--mask-loss-weight", type=float, help="weight of that loss (default 0.5)")
-    p.add_argument("--patience", type=int)
-    p.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
-    p.add_argument("--max-group-copies", type=int,
-                   help="per epoch, train on at most this many of each near-duplicate group")
+    for flag in train_flags():
+        p.add_argument(flag.name, dest=flag.dest, **flag.kwargs)
+    p.set_defaults(data=_data_default())
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoints/last.ckpt")
-    p.add_argument("--accelerator", help="cpu, gpu, auto (Lightning)")
-    p.add_argument("--devices", help="Lightning devices, e.g. 1, 4 or auto")
-    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--num-nodes", type=int)
-    p.add_argument("--precision", help="Lightning precision, e.g. 32, bf16-mixed, 16-mixed")
-    p.add_argument("--num-threads", type=int, help="torch CPU threads")
-    p.add_argument("--export-bundle", help="also write the trained model as a bundle here")
-    p.add_argument("--init-from", metavar="BUNDLE_OR_CHECKPOINT",
-                   help="fine-tune: start from a bundle, run folder, .ckpt, or 'bundled'")
-    p.add_argument("--custom-classes",
-                   help="class list (a,b,c) or relabelling (tumour=glioma+meningioma+"
-                        "pituitary,notumor=notumor); a new classifier where it differs")
-    p.add_argument("--train-fraction", type=float,
-                   help="keep this share of the training part (validation unchanged)")
-    p.add_argument("--freeze", help="keep these parameter prefixes fixed, e.g. stem,stages.0")
-    _handler(p, "braintumor.training.run:train_command")
+    _handler(p, "braintumor.training.command:train_command")
 
 
 def _add_evaluate(sub) -> None:
@@ -100,16 +66,17 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--audit", help="audit JSON to take leakage from (computed when absent)")
     p.add_argument("--no-gallery", action="store_true", help="skip the misclassified-image gallery")
-    _handler(p, "braintumor.evaluation.evaluate:evaluate_command")
+    _handler(p, "braintumor.evaluation.command:evaluate_command")
 
 
 def _add_compare(sub) -> None:
     p = sub.add_parser("compare", help="headline metrics of several models on the same data")
     p.add_argument("models", nargs="+", help="run directories, bundles or evaluation folders")
-    p.add_argument("--data", default=_data_default())
-    p.add_argument("--split", default="Testing")
-    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
-    _handler(p, "braintumor.evaluation.compare:compare_command")
+    p.add_argument("--data", default=_data_default(), help="dataset folder or CSV (default: $DATA)")
+    p.add_argument("--split", default="Testing", help="split to compare on (default: Testing)")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table",
+                   help="output format (default: table)")
+    _handler(p, "braintumor.evaluation.command:compare_command")
 
 
 def _add_explain(sub) -> None:
@@ -121,10 +88,10 @@ def _add_explain(sub) -> None:
                    help="gradcam, gradcam++, guided-gradcam, occlusion, integrated-gradients")
     p.add_argument("--target-class", help="class to explain (default: the predicted one)")
     p.add_argument("--layer", help="layer name to explain (default: the model's last conv)")
-    p.add_argument("--colormap", default="jet")
+    p.add_argument("--colormap", default="jet", help="matplotlib colour map (default: jet)")
     p.add_argument("--alpha", type=float, default=0.45, help="overlay opacity")
     p.add_argument("--save-npy", action="store_true", help="also save the raw map as .npy")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
     _handler(p, "braintumor.explain.command:explain_command")
 
 
@@ -132,72 +99,112 @@ def _add_explain_check(sub) -> None:
     p = sub.add_parser("explain-check", help="sanity, faithfulness and localisation of heatmaps")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
-    p.add_argument("--split", default="Testing")
+    p.add_argument("--split", default="Testing", help="split to check (default: Testing)")
     p.add_argument("--masks", help="folder of binary tumour masks mirroring the dataset layout")
     p.add_argument("--methods", default="gradcam", help="comma-separated methods")
     p.add_argument("--limit", type=int, default=200, help="images per check")
     p.add_argument("--layer", help="layer the CAM methods explain (default: the model's last conv)")
     p.add_argument("--out", help="write the figures as JSON here")
-    _handler(p, "braintumor.explain.evidence:explain_check_command")
+    p.add_argument("--write-card", action="store_true",
+                   help="record the figures in the model bundle's card.json (`evidence`)")
+    _handler(p, "braintumor.explain.command:explain_check_command")
 
 
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify scans (research use, not a diagnosis)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--model", help="model bundle or .onnx file (default: the bundled model)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the model with PyTorch or onnxruntime (default: torch)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="output format on stdout (default: table)")
     p.add_argument("--explain", metavar="DIR", help="also write Grad-CAM overlays here")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     _handler(p, "braintumor.inference.command:predict_command")
+
+
+def _add_calibrate_ood(sub) -> None:
+    p = sub.add_parser("calibrate-ood",
+                       help="(re)compute a bundle's 'not a brain MRI' warnings on its split")
+    p.add_argument("--bundle", help="model bundle folder (default: the bundled model)")
+    p.add_argument("--data", default=_data_default(),
+                   help="the dataset the bundle was trained on (default: $DATA)")
+    p.add_argument("--target-rate", type=float, default=0.005,
+                   help="share of validation scans allowed to warn (default 0.005)")
+    _handler(p, "braintumor.training.ood_calibration:calibrate_ood_command")
 
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
-    p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True)
-    _handler(p, "braintumor.inference.onnx_export:export_command")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    p.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    _handler(p, "braintumor.inference.command:export_command")
 
 
 def _add_serve(sub) -> None:
+    from braintumor.serve import settings as limits  # light: the defaults live there
+
     p = sub.add_parser("serve", help="REST API and web page")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", help="model bundle (default: the bundled model)")
     p.add_argument("--api-key", default=None, help="require this key (or $BRAINTUMOR_API_KEY)")
-    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="largest upload accepted, in MB (default: 20)")
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow this origin (repeatable)")
-    p.add_argument("--workers", type=int, default=1)
-    _handler(p, "braintumor.serve.app:serve_command")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes, each with its own model copy (default: 1)")
+    # Memory and time per request (serve/limits.py, docs/serve.md); defaults in settings.py.
+    p.add_argument("--max-side", type=int, default=limits.DEFAULT_MAX_SIDE,
+                   help="decode larger images reduced to this many pixels per side; 0: never "
+                        "(default: %(default)s)")
+    p.add_argument("--decode-budget-mb", type=float, default=limits.DEFAULT_DECODE_BUDGET_MB,
+                   help="memory all requests decoding at once may use, estimated from the "
+                        "image headers (default: %(default)s)")
+    p.add_argument("--max-decodes", type=int, default=limits.DEFAULT_MAX_DECODES,
+                   help="requests decoding at once (default: %(default)s)")
+    p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
+                   help="seconds a request waits for decode room before a 503 "
+                        "(default: %(default)s)")
+    p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
+                   help="seconds a request body may take to arrive before a 408 "
+                        "(default: %(default)s)")
+    _handler(p, "braintumor.serve.command:serve_command")
 
 
 def _add_federated(sub) -> None:
     p = sub.add_parser("federated", help="federated training across sites on Flower "
                                          "(needs the 'federated' extra)")
-    fed = p.add_subparsers(dest="fed_command", metavar="MODE", required=True)
+    fed = p.add_subparsers(dest="fed_command", metavar="MODE", required=True,
+                           help="simulate, server, client or partition")
 
     def model_options(q, out_default: str | None = "runs/federated") -> None:
         q.add_argument("--config", help="training config (YAML/TOML): model, image size, "
                                         "batch size, lr, augmentation, seed")
         q.add_argument("--model", help="model name from the registry (default: braintumor-net)")
-        q.add_argument("--image-size", type=int)
-        q.add_argument("--batch-size", type=int)
+        q.add_argument("--image-size", type=int, help="model input size in pixels (square)")
+        q.add_argument("--batch-size", type=int, help="images per local training step")
         q.add_argument("--lr", type=float, help="local learning rate (constant within a round)")
-        q.add_argument("--weight-decay", type=float)
-        q.add_argument("--seed", type=int)
+        q.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW) or L2")
+        q.add_argument("--seed", type=int, help="random seed (split, initialisation, order)")
         q.add_argument("--custom-classes", help="class list or relabelling, as for train")
         q.add_argument("--num-threads", type=int, help="torch CPU threads")
         if out_default is not None:
-            q.add_argument("--out", default=out_default, help="run folder (round log, bundle)")
+            q.add_argument("--out", default=out_default,
+                           help="run folder (round log, bundle; default: %(default)s)")
 
     def rounds_options(q) -> None:
-        q.add_argument("--rounds", type=int, default=10)
-        q.add_argument("--local-epochs", type=int, default=1, help="epochs per site per round")
-        q.add_argument("--strategy", choices=["fedavg", "fedprox"], default="fedavg")
+        q.add_argument("--rounds", type=int, default=10,
+                       help="federated rounds (default: %(default)s)")
+        q.add_argument("--local-epochs", type=int, default=1,
+                       help="epochs per site per round (default: %(default)s)")
+        q.add_argument("--strategy", choices=["fedavg", "fedprox"], default="fedavg",
+                       help="aggregation: fedavg or fedprox (default: %(default)s)")
         q.add_argument("--proximal-mu", type=float, default=0.01,
-                       help="FedProx's proximal weight (fedprox only)")
+                       help="FedProx's proximal weight (fedprox only; default: %(default)s)")
         q.add_argument("--init-from", help="start the global model from a bundle/checkpoint "
                                            "or 'bundled' (as train --init-from)")
 
@@ -205,11 +212,13 @@ def _add_federated(sub) -> None:
     q.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
     model_options(q)
     rounds_options(q)
-    q.add_argument("--sites", type=int, default=3)
-    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA")
+    q.add_argument("--sites", type=int, default=3, help="how many sites (default: %(default)s)")
+    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA "
+                                                      "(default: %(default)s)")
     q.add_argument("--min-fit-clients", type=int, help="sites a round needs (default: all)")
     q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
-    q.add_argument("--val-fraction", type=float)
+    q.add_argument("--val-fraction", type=float,
+                   help="share of Training held out for validating the global model")
     q.add_argument("--drop", action="append", metavar="SITE@ROUND",
                    help="drill: site SITE drops out of round ROUND (repeatable)")
 
@@ -231,18 +240,20 @@ def _add_federated(sub) -> None:
     q.add_argument("--name", help="site name in the server's log (default: the folder's)")
     q.add_argument("--val-fraction", type=float, help="share of the site's images it "
                                                       "validates on locally")
-    q.add_argument("--max-train-images", type=int)
+    q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     q.add_argument("--ca-file", help="CA certificate of a TLS server")
 
     q = fed.add_parser("partition", help="write site folders (symbolic links) from Training")
     q.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
     model_options(q, out_default=None)
-    q.add_argument("--sites", type=int, default=3)
-    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA")
-    q.add_argument("--val-fraction", type=float)
-    q.add_argument("--max-train-images", type=int)
+    q.add_argument("--sites", type=int, default=3, help="how many sites (default: %(default)s)")
+    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA "
+                                                      "(default: %(default)s)")
+    q.add_argument("--val-fraction", type=float,
+                   help="share of Training put in server-validation/ (as train's validation)")
+    q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
     q.add_argument("--out", dest="out_dir", required=True, help="folder for the site folders")
-    p.set_defaults(handler="braintumor.federated.command:federated_command")
+    _handler(p, "braintumor.federated.command:federated_command")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"braintumor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_audit, _add_train, _add_evaluate, _add_compare, _add_explain,
-                _add_explain_check, _add_predict, _add_export, _add_serve, _add_federated):
+                _add_explain_check, _add_predict, _add_calibrate_ood, _add_export, _add_serve,
+                _add_federated):
         add(sub)
     return parser
 

@@ -83,3 +83,82 @@ def test_planted_copies_stay_together_end_to_end(tmp_path, synthetic_slice):
     val_set = set(val.tolist())
     for k in range(0, len(paths), 2):
         assert (k in val_set) == (k + 1 in val_set), f"{paths[k]} split from its mirror"
+
+
+def _fake_cache(labels: list[str], splits: list[str | None]):
+    from braintumor.data.cache import CachedDataset
+    from braintumor.data.preprocess import PreprocessConfig
+
+    n = len(labels)
+    return CachedDataset(images=np.zeros((n, 4, 4), np.uint8), labels=labels,
+                         paths=[f"/d/{i}.png" for i in range(n)], splits=splits,
+                         crops=[None] * n, content_hashes=[""] * n,
+                         config=PreprocessConfig(), key="k")
+
+
+def test_plan_split_keeps_groups_whole_and_the_test_split_apart(monkeypatch):
+    import braintumor.data.splits as splits
+
+    # No files to read: call every 3 consecutive training rows one duplicate group.
+    monkeypatch.setattr(splits, "duplicate_group_ids",
+                        lambda cached, rows: np.arange(len(rows)) // 3)
+    classes = ["a", "b"]
+    labels = [classes[(i // 3) % 2] for i in range(60)] + ["a", "b"] * 5
+    cached = _fake_cache(labels, ["train"] * 60 + ["test"] * 10)
+    plan = splits.plan_split(cached, classes, val_fraction=0.2, seed=0)
+    assert plan.test_rows.tolist() == list(range(60, 70))
+    assert sorted(plan.train_rows.tolist() + plan.val_rows.tolist()) == list(range(60))
+    val_groups = set((plan.val_rows // 3).tolist())
+    assert val_groups.isdisjoint((plan.train_rows // 3).tolist())
+    assert plan.train_groups.tolist() == (plan.train_rows // 3).tolist()
+    assert "duplicate-aware: 20 duplicate groups" in plan.method
+    again = splits.plan_split(cached, classes, val_fraction=0.2, seed=0)
+    assert again.val_rows.tolist() == plan.val_rows.tolist()  # a pure function of its inputs
+
+
+def test_plan_split_names_a_class_too_small_to_validate():
+    from braintumor.data.splits import TrainingDataError, plan_split
+
+    cached = _fake_cache(["a"] * 10 + ["b"], ["train"] * 11)
+    with pytest.raises(TrainingDataError, match=r"\['b'\] have fewer than 2 training images"):
+        plan_split(cached, ["a", "b"], val_fraction=0.2, seed=0)
+
+
+def test_plan_split_train_fraction_and_relabelled_rows(monkeypatch):
+    """``train_fraction`` thins the training part by whole groups and leaves validation as it
+    was; ``row_labels`` (a --custom-classes relabelling) replaces the folder classes."""
+    import braintumor.data.splits as splits
+
+    monkeypatch.setattr(splits, "duplicate_group_ids",
+                        lambda cached, rows: np.arange(len(rows)) // 3)
+    folders = ["glioma", "meningioma", "notumor"]
+    labels = [folders[(i // 3) % 3] for i in range(90)]
+    cached = _fake_cache(labels, ["train"] * 90)
+    full = splits.plan_split(cached, folders, val_fraction=0.2, seed=0)
+    part = splits.plan_split(cached, folders, val_fraction=0.2, seed=0, train_fraction=0.5)
+    assert part.val_rows.tolist() == full.val_rows.tolist()
+    assert set(part.train_rows.tolist()) < set(full.train_rows.tolist())
+    assert abs(len(part.train_rows) - 0.5 * len(full.train_rows)) <= 3  # one group
+    assert set((part.train_rows // 3).tolist()).isdisjoint(
+        set((np.setdiff1d(full.train_rows, part.train_rows) // 3).tolist()))
+    assert part.train_groups.tolist() == (part.train_rows // 3).tolist()
+
+    mapping = {"glioma": "tumour", "meningioma": "tumour", "notumor": "notumor"}
+    rows = splits.training_labels(labels, ["tumour", "notumor"], mapping, "/d")
+    two = splits.plan_split(cached, ["tumour", "notumor"], val_fraction=0.2, seed=0,
+                            row_labels=rows)
+    assert two.labels.tolist() == [0 if lbl != "notumor" else 1 for lbl in labels]
+    with pytest.raises(splits.TrainingDataError, match=r"\['notumor'\].*does not map"):
+        splits.training_labels(labels, ["tumour"], {"glioma": "tumour",
+                                                    "meningioma": "tumour"}, "/d")
+
+
+def test_card_split_settings_carry_train_fraction_and_custom_classes():
+    from braintumor.data.splits import card_split_settings
+
+    config = {"image_size": 64, "val_fraction": 0.2, "seed": 1, "max_train_images": None,
+              "train_fraction": 0.25, "custom_classes": "a,b"}
+    assert card_split_settings({"training": {"config": config}}) == (64, 0.2, 1, None, 0.25,
+                                                                     "a,b")
+    old = {k: v for k, v in config.items() if k not in ("train_fraction", "custom_classes")}
+    assert card_split_settings({"training": {"config": old}}) == (64, 0.2, 1, None, None, None)

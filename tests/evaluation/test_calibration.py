@@ -7,8 +7,8 @@ from braintumor.evaluation.calibration import (
     expected_calibration_error,
     fit_temperature,
     reliability_bins,
-    softmax,
 )
+from braintumor.models.runtime import softmax
 
 
 def overconfident_logits(n: int, seed: int = 0):

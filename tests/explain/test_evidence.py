@@ -303,4 +303,4 @@ def test_score_maps_scores_ready_maps_like_localisation(tiny_model, tiny_config,
     report = localisation(explainer, items, ["gradcam"])
     batch = explainer.explain_batch(np.stack([it.pre.image for it in items]), "gradcam")
     direct = score_maps(batch.method, items, batch.maps, tiny_config.crop_threshold).to_dict()
-    assert report["methods"][0] == direct
+    assert report["methods"][0] == {**direct, "layer": "features.10"}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braintumor.evaluation.calibration import softmax
 from braintumor.explain import SHORT_DISCLAIMER, Explainer, compose_panel, render_overlay
 from braintumor.explain.overlay import colorize
 from braintumor.models import load_bundle
+from braintumor.models.runtime import softmax
 from tests.conftest import BLOB_CENTRES, blob_mask, make_slice
 from tests.explain.conftest import SIZE, TEMPERATURE
 

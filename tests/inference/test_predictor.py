@@ -12,10 +12,9 @@ from PIL import Image
 
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import preprocess
-from braintumor.evaluation.calibration import softmax
-from braintumor.inference.batch import predict_logits
 from braintumor.inference.predictor import Prediction, Predictor
 from braintumor.models import load_bundle
+from braintumor.models.runtime import predict_logits, softmax
 
 from .conftest import CLASSES, TEMPERATURE
 
@@ -148,3 +147,9 @@ def test_concurrent_explanations_match_sequential_ones(predictor, images):
                 assert heat is None
             else:
                 np.testing.assert_allclose(heat, expected[k % len(images)], atol=1e-5)
+
+
+def test_progress_bar_stays_off_when_stderr_is_not_a_terminal(predictor, images, capsys):
+    # capsys puts a plain buffer (no terminal) in sys.stderr, as a redirect to a log does.
+    predictor.predict(images, progress=True)
+    assert capsys.readouterr().err == ""

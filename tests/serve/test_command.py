@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from braintumor.cli import build_parser
-from braintumor.serve import app as app_module
+from braintumor.serve import command as command_module
 from braintumor.serve.settings import API_KEY_ENV
 
 
@@ -26,7 +26,7 @@ def captured_run(monkeypatch):
 def clean_env(monkeypatch):
     """serve_command exports settings for --workers; make sure they are undone afterwards
     (monkeypatch only restores variables it has seen, so set them before deleting)."""
-    for name in (API_KEY_ENV, app_module.SERVE_CONFIG_ENV):
+    for name in (API_KEY_ENV, command_module.SERVE_CONFIG_ENV):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 
@@ -40,7 +40,7 @@ def test_serve_defaults_to_loopback_and_passes_settings(serve_bundle, captured_r
     monkeypatch.setenv(API_KEY_ENV, "env-key")
     args = _parse("--model", str(serve_bundle), "--max-upload-mb", "0.5",
                   "--cors-origin", "http://viewer.local")
-    assert app_module.serve_command(args) == 0
+    assert command_module.serve_command(args) == 0
     (positional, kwargs), = captured_run
     assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8000
     assert kwargs["server_header"] is False
@@ -59,25 +59,25 @@ def test_serve_defaults_to_loopback_and_passes_settings(serve_bundle, captured_r
 
 
 def test_serve_warns_when_exposed_without_a_key(serve_bundle, captured_run, capsys):
-    assert app_module.serve_command(_parse("--model", str(serve_bundle),
+    assert command_module.serve_command(_parse("--model", str(serve_bundle),
                                            "--host", "0.0.0.0")) == 0
     assert "without an API key" in capsys.readouterr().err
 
 
 def test_serve_with_workers_uses_the_env_factory(serve_bundle, captured_run, scan_png):
     args = _parse("--model", str(serve_bundle), "--workers", "3", "--api-key", "k")
-    assert app_module.serve_command(args) == 0
+    assert command_module.serve_command(args) == 0
     (positional, kwargs), = captured_run
-    assert positional == ("braintumor.serve.app:app_from_env",)
+    assert positional == ("braintumor.serve.command:app_from_env",)
     assert kwargs["factory"] is True and kwargs["workers"] == 3
     # what each worker process would build:
-    with TestClient(app_module.app_from_env()) as client:
+    with TestClient(command_module.app_from_env()) as client:
         r = client.post("/v1/predict", files={"file": ("s.png", scan_png)},
                         headers={"X-API-Key": "k"})
         assert r.status_code == 200 and r.json()["model"] == "braintumor-net"
 
 
 def test_serve_rejects_a_non_positive_upload_limit(captured_run, capsys):
-    assert app_module.serve_command(_parse("--max-upload-mb", "0")) == 2
+    assert command_module.serve_command(_parse("--max-upload-mb", "0")) == 2
     assert captured_run == []
     assert "must be positive" in capsys.readouterr().err

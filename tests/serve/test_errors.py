@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
-from braintumor.serve.app import serve_command
+from braintumor.serve.command import serve_command
 from braintumor.serve.errors import INTERNAL_ERROR_DETAIL
 from braintumor.serve.settings import API_KEY_ENV, ServeSettings
 

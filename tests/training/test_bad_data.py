@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from braintumor.cli import main
+from braintumor.data.splits import TrainingDataError
 from braintumor.models import load_bundle
-from braintumor.training.data import TrainingDataError
 from braintumor.training.run import TrainingError, train
 
 

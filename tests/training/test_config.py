@@ -202,3 +202,68 @@ def test_group_cap_config_caps_copies_and_adds_epochs():
 def test_tumourpool_config_supervises_the_models_own_tumour_map():
     cfg = load_config(EXPERIMENTS / "braintumor-net-tumourpool.yaml")
     assert cfg.model_kwargs["tumour_pooling"] is True and cfg.mask_layer == "tumour_head"
+
+
+# The flags `braintumor train` has had since before they were derived from TrainConfig; a
+# rename breaks users' scripts, so the list is pinned here.
+TRAIN_FLAGS = {
+    "--data", "--model", "--out", "--epochs", "--batch-size", "--optimizer", "--lr",
+    "--weight-decay", "--image-size", "--low-res-size", "--low-res-epochs", "--seed",
+    "--val-fraction", "--class-weights", "--label-smoothing", "--ema-decay", "--masks",
+    "--mask-loss-weight", "--patience", "--max-train-images", "--max-group-copies",
+    "--accelerator", "--devices", "--strategy", "--num-nodes", "--precision", "--num-threads",
+    "--export-bundle", "--init-from", "--custom-classes", "--freeze", "--train-fraction",
+}
+# Settings only a config file sets (nested, lists, or rarely changed).
+FILE_ONLY = {"model_kwargs", "schedule", "warmup_fraction", "mask_layer", "mask_empty_classes",
+             "monitor", "augment", "channels_last", "deterministic", "progress_bar"}
+
+
+def test_every_train_option_is_a_flag_or_deliberately_file_only():
+    from dataclasses import fields
+
+    from braintumor.training.config import TrainConfig, train_flags
+
+    flags = train_flags()
+    assert {f.name for f in flags} == TRAIN_FLAGS
+    # A new TrainConfig field must be marked a flag (training.config.flag) or listed here.
+    assert {f.name for f in fields(TrainConfig)} - {f.dest for f in flags} == FILE_ONLY
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert TRAIN_FLAGS <= {s for a in train._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["--epochs", "3"], "epochs", 3),
+    (["--lr", "0.01"], "lr", 0.01),
+    (["--low-res-size", "64"], "low_res_size", 64),
+    (["--ema-decay", "0.99"], "ema_decay", 0.99),
+    (["--class-weights", "off"], "class_weights", False),
+    (["--class-weights", "on"], "class_weights", True),
+    (["--devices", "2"], "devices", "2"),  # a string: "auto" is a value too
+    (["--masks", "m"], "masks", "m"),
+    (["--export-bundle", "b"], "export_bundle", "b"),
+    (["--train-fraction", "0.25"], "train_fraction", 0.25),
+    (["--freeze", "stem, stages.0"], "freeze", ["stem", "stages.0"]),  # a list, comma-separated
+])
+def test_a_flag_parses_to_its_field_with_the_fields_type(argv, field, value):
+    overrides = overrides_from_args(build_parser().parse_args(["train", *argv]))
+    assert overrides[field] == value and type(overrides[field]) is type(value)
+    given = {k for k, v in overrides.items() if v is not None}
+    assert given <= {field, "data"}  # data defaults to $DATA
+
+
+def test_data_flag_defaults_to_the_DATA_variable(monkeypatch):
+    monkeypatch.setenv("DATA", "/somewhere")
+    assert build_parser().parse_args(["train"]).data == "/somewhere"
+    monkeypatch.delenv("DATA")
+    assert build_parser().parse_args(["train"]).data is None
+
+
+def test_resume_keeps_the_settings_schedule_and_split_depend_on():
+    from braintumor.training.config import fixed_on_resume
+
+    assert set(fixed_on_resume()) == {
+        "model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
+        "max_group_copies", "batch_size", "schedule", "lr", "optimizer", "seed",
+        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer",
+        "train_fraction", "custom_classes"}

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from braintumor.data.splits import split_sides
 from braintumor.models import load_bundle
 from braintumor.training.config import AugmentConfig
-from braintumor.training.data import split_sides
 from braintumor.training.run import train
 from tests.conftest import write_masks
 
@@ -241,10 +241,10 @@ def test_ctrl_c_keeps_the_last_epoch_and_resume_finishes(tiny_data, tiny_config,
 def test_group_cap_run_trains_on_capped_epochs_and_resumes_exactly(tiny_data, tiny_config,
                                                                    tmp_path, monkeypatch,
                                                                    capsys):
-    import braintumor.training.data as data_mod
+    import braintumor.data.splits as splits_mod
 
     # The synthetic images have no near-copies; call every 2 consecutive files a group.
-    monkeypatch.setattr(data_mod, "duplicate_group_ids",
+    monkeypatch.setattr(splits_mod, "duplicate_group_ids",
                         lambda cached, rows: np.arange(len(rows)) // 2)
     train(tiny_config(tiny_data, tmp_path / "straight", epochs=3, max_group_copies=1,
                       batch_size=4))

@@ -89,7 +89,7 @@ class AuditReport:
     # -- sections --------------------------------------------------------------------------
     def _geometry(self) -> dict:
         recs = [r for r in self.result.fingerprints.records if r.error is None]
-        sizes = Counter(f"{r.size[1]}x{r.size[0]}" for r in recs)
+        sizes = Counter(f"{r.size[1]}x{r.size[0]}" for r in recs)  # type: ignore[index]
         return {
             "image_sizes": dict(sizes.most_common()),
             "pixel_modes": dict(Counter(r.mode for r in recs).most_common()),

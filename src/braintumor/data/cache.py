@@ -19,7 +19,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import CropInfo, PreprocessConfig, preprocess
+from braintumor.data.processes import process_pool
 from braintumor.data.readers import READER_VERSION, read_image
 
 CACHE_FORMAT = 1
@@ -65,7 +65,7 @@ class CachedDataset:
         lookup = {c: i for i, c in enumerate(classes)}
         return np.array([lookup[lbl] for lbl in self.labels], dtype=np.int64)
 
-    def select(self, mask_or_idx) -> tuple[np.ndarray, np.ndarray]:
+    def select(self, mask_or_idx: np.ndarray | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Row indices for a boolean mask or index list (helper for splits)."""
         idx = np.asarray(mask_or_idx)
         if idx.dtype == bool:
@@ -165,17 +165,18 @@ def build_cache(
 def _build_entry(entry, samples, hashes, unreadable, cfg, key, workers, progress) -> None:
     from tqdm.auto import tqdm
 
+    quiet = None if progress else True  # None: tqdm draws only on a terminal
     todo = [i for i in range(len(samples)) if i not in unreadable]
     jobs = [(str(samples[i].path), cfg.to_dict()) for i in todo]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             decoded = list(
                 tqdm(pool.map(_decode_one, jobs, chunksize=32), total=len(jobs),
-                     disable=not progress, desc="decoding", unit="img")
+                     disable=quiet, desc="decoding", unit="img")
             )
     else:
-        decoded = [_decode_one(j) for j in tqdm(jobs, disable=not progress, desc="decoding")]
+        decoded = [_decode_one(j) for j in tqdm(jobs, disable=quiet, desc="decoding")]
     results: list[tuple] = [(None, None, unreadable.get(i)) for i in range(len(samples))]
     for i, r in zip(todo, decoded, strict=True):
         results[i] = r

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from scipy.sparse.csgraph import connected_components
 
 from braintumor.data.datasets import Sample
 from braintumor.data.errors import ImageReadError
+from braintumor.data.processes import process_pool
 from braintumor.data.readers import read_image
 
 
@@ -141,8 +141,9 @@ def fingerprint_pixels(
     lengths its denominator (see module docstring).
     """
     img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
-    thumb = np.asarray(img.resize((cfg.thumb_size, cfg.thumb_size), Image.BOX), np.float32)
-    detail = np.asarray(img.resize((cfg.detail_size, cfg.detail_size), Image.BOX), np.float32)
+    box = Image.Resampling.BOX
+    thumb = np.asarray(img.resize((cfg.thumb_size, cfg.thumb_size), box), np.float32)
+    detail = np.asarray(img.resize((cfg.detail_size, cfg.detail_size), box), np.float32)
     # Smoothing once and taking central differences costs half of two derivative-of-Gaussian
     # filters and gives the same directions to well within the threshold's margin.
     smooth = ndimage.gaussian_filter(detail, cfg.gradient_sigma, truncate=3.0)
@@ -181,7 +182,7 @@ def _fingerprint_file(args: tuple[str | np.ndarray, str, DuplicateConfig]):
         rec.error = f"{exc.__class__.__name__}: {exc}"
         return rec, None
     m = loaded.meta
-    rec.size, rec.mode, rec.format = tuple(m.original_size), m.mode, m.format
+    rec.size, rec.mode, rec.format = m.original_size, m.mode, m.format
     rec.pixel_hash = _pixel_hash(loaded.pixels)
     return rec, feats
 
@@ -219,7 +220,7 @@ def compute_fingerprints(
                 thumbs[k], fields[k], weights[k] = feats
 
     if workers > 1 and n > 64:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             collect(pool.map(_fingerprint_file, jobs, chunksize=64))
     else:
         collect(map(_fingerprint_file, jobs))

@@ -71,13 +71,14 @@ def parse_class_spec(spec: str) -> tuple[list[str], dict[str, str] | None]:
     if not parts:
         raise ClassSpecError(f"custom classes {spec!r}: no class names")
     if not any("=" in p for p in parts):
-        classes = [canonical_label(p, custom=True) for p in parts]
-        if len(set(classes)) != len(classes):
+        named = [canonical_label(p, custom=True) for p in parts]
+        if len(set(named)) != len(named):
             raise ClassSpecError(f"custom classes {spec!r}: a class is named twice")
-        if len(classes) < 2:
+        if len(named) < 2:
             raise ClassSpecError(f"custom classes {spec!r}: a classifier needs >= 2 classes")
-        return classes, None
-    classes, mapping = [], {}
+        return named, None
+    classes: list[str] = []
+    mapping: dict[str, str] = {}
     for part in parts:
         target, sep, sources = part.partition("=")
         target = target.strip()

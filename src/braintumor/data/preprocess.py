@@ -11,8 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 from PIL import Image
 from scipy import ndimage
 
@@ -133,11 +137,11 @@ def apply_crop(pixels: np.ndarray, crop: CropInfo, size: int) -> np.ndarray:
         # Pillow's bilinear filter widens its support when shrinking, i.e. it antialiases.
         # np.array, not asarray: Pillow's buffer is read-only, the canvas above is not, and
         # callers should get the same kind of array whichever branch ran.
-        canvas = np.array(Image.fromarray(canvas).resize((size, size), Image.BILINEAR))
+        canvas = np.array(Image.fromarray(canvas).resize((size, size), Image.Resampling.BILINEAR))
     return np.ascontiguousarray(canvas)
 
 
-def to_model_input(images: np.ndarray):
+def to_model_input(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, S, S) or (S, S) -> float tensor (N, 1, S, S) in [0, 1]."""
     import torch
 
@@ -159,7 +163,8 @@ def map_to_original(heatmap: np.ndarray, crop: CropInfo) -> np.ndarray:
     side = crop.side
     heat = np.asarray(heatmap, dtype=np.float32)
     if heat.shape != (side, side):
-        heat = np.asarray(Image.fromarray(heat, mode="F").resize((side, side), Image.BILINEAR))
+        heat = np.asarray(Image.fromarray(heat, mode="F").resize((side, side),
+                                                                  Image.Resampling.BILINEAR))
     out = np.zeros((h, w), dtype=np.float32)
     top, left = crop.top, crop.left
     dst_t, dst_l = max(0, top), max(0, left)

@@ -28,13 +28,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return t if np.isfinite(t) else 1.0
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
     """Per-bin count, mean confidence and accuracy of the top-label prediction.
 

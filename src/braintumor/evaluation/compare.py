@@ -8,14 +8,11 @@ audit runs at most once: the leaked test images depend on the data, not on the m
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError, discover
 from braintumor.evaluation.evaluate import run_evaluation
 from braintumor.evaluation.leakage import Leakage, leakage_from_audit
-from braintumor.models import ModelIntegrityError
 
 COLUMNS = [  # (key in a row, header, format)
     ("label", "run", "{}"),
@@ -95,20 +92,3 @@ def compare(items: list[str], data: str | None, split: str = "Testing") -> list[
         ev = run_evaluation(path, data, split, leakage=leakage)
         rows.append(row_from_metrics(item, ev.metrics))
     return rows
-
-
-def compare_command(args) -> int:
-    try:
-        rows = compare(args.models, args.data, args.split)
-    except (DatasetError, FileNotFoundError, ModelIntegrityError, ValueError) as exc:
-        print(f"braintumor compare: {exc}", file=sys.stderr)
-        return 1
-    if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(format_table(rows, args.format))
-    if len({(r["data"], r["split"], r["n_images"]) for r in rows}) > 1:
-        print("\nnote: the rows were not all evaluated on the same data/split; "
-              "compare them with care.")
-    print(f"\n{DISCLAIMER}")
-    return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,19 +18,17 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import log_loss
 
-from braintumor import DISCLAIMER
 from braintumor.data.cache import CachedDataset, build_cache
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError, DatasetIndex, discover
 from braintumor.evaluation.bootstrap import bootstrap_ci
 from braintumor.evaluation.calibration import (
     expected_calibration_error,
     reliability_bins,
-    softmax,
 )
 from braintumor.evaluation.leakage import Leakage, leakage_from_audit, split_by_leakage
 from braintumor.evaluation.metrics import classification_metrics
-from braintumor.inference.batch import predict_logits
-from braintumor.models import LoadedModel, ModelIntegrityError, load_bundle, model_info
+from braintumor.models import LoadedModel, load_bundle, model_info
+from braintumor.models.runtime import predict_logits, softmax
 
 ECE_BINS = 15
 GALLERY_CAP = 24
@@ -211,6 +208,7 @@ def run_evaluation(model: str | Path | None, data: str | Path, split: str | None
         t = time.perf_counter()
         if split_name == "test":
             leakage = pending.result() if pending is not None else leakage
+            assert leakage is not None  # given, or measured in the background above
             m["leak_free"] = _leak_free(leakage, cached, labels, probs, loaded, n_resamples,
                                         seed)
         else:
@@ -308,39 +306,3 @@ def _write_predictions(ev: Evaluation, path: Path) -> Path:
         for p, y, row in zip(ev.cached.paths, ev.labels, ev.probs, strict=True):
             w.writerow([p, classes[y], classes[int(row.argmax())], *[f"{v:.6f}" for v in row]])
     return path
-
-
-def _summary(m: dict) -> str:
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.2f}%"
-
-    auc = m["roc_auc_macro"]
-    lines = [f"model {m['model']['name']} ({m['model']['checksum'][:12]}), split {m['split']}, "
-             f"{m['n_images']} images ({len(m['failed'])} unreadable, skipped)",
-             f"accuracy {pct(m['accuracy'])}  macro-F1 {pct(m['macro_f1'])}  "
-             f"ROC-AUC {'n/a' if auc is None else f'{auc:.4f}'}"]
-    lf = m["leak_free"]
-    if lf.get("available"):
-        lines.append(f"leak-free ({lf['n_images']} images, {lf['n_excluded']} with a training "
-                     f"duplicate left out): accuracy {pct(lf['accuracy'])}  "
-                     f"macro-F1 {pct(lf['macro_f1'])}")
-    else:
-        lines.append(f"leak-free: unavailable ({lf.get('reason')})")
-    return "\n".join(lines)
-
-
-def evaluate_command(args) -> int:
-    if not args.data:
-        print("braintumor evaluate: --data is required (or set $DATA)", file=sys.stderr)
-        return 2
-    try:
-        ev = run_evaluation(args.model, args.data, args.split, audit=args.audit,
-                            progress=sys.stderr.isatty())
-        written = write_outputs(ev, args.out, gallery=not args.no_gallery)
-    except (DatasetError, FileNotFoundError, ModelIntegrityError, ValueError) as exc:
-        print(f"braintumor evaluate: {exc}", file=sys.stderr)
-        return 1
-    print(_summary(ev.metrics))
-    print(f"wrote {written['metrics']} and {written['report']}")
-    print(DISCLAIMER)
-    return 0

@@ -29,12 +29,12 @@ def to_png(fig: Figure) -> bytes:
 
 def confusion_matrix_figure(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
     """Counts (left) and row-normalised rates, i.e. per-class recall on the diagonal (right)."""
-    cm = np.asarray(cm)
-    rows = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    counts = np.asarray(cm)
+    rows = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=np.float64), where=rows > 0)
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax_counts, ax_norm = fig.subplots(1, 2)
-    ConfusionMatrixDisplay(cm, display_labels=list(classes)).plot(
+    ConfusionMatrixDisplay(counts, display_labels=list(classes)).plot(
         ax=ax_counts, colorbar=False, values_format="d", cmap="Blues", xticks_rotation=30)
     ax_counts.set_title("Counts")
     ConfusionMatrixDisplay(norm, display_labels=list(classes)).plot(

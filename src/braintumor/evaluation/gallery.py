@@ -44,8 +44,8 @@ def misclassified_gallery(loaded: LoadedModel, cached: CachedDataset, labels: np
     preds = probs.argmax(axis=1)
     wrong = np.flatnonzero(preds != labels)
     order = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:cap]
-    summary = {"enabled": True, "n_misclassified": int(len(wrong)), "n_shown": int(len(order)),
-               "method": "gradcam", "files": []}
+    summary: dict = {"enabled": True, "n_misclassified": int(len(wrong)),
+                     "n_shown": int(len(order)), "method": "gradcam", "files": []}
     folder = out / "gallery"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("[0-9][0-9]_*.png"):  # a previous run's gallery, not this one's

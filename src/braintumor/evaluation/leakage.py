@@ -76,7 +76,7 @@ def _audit_key(index: DatasetIndex) -> str:
 
     h = hashlib.sha256()
     for module in (audit, duplicates):
-        h.update(Path(module.__file__).read_bytes())
+        h.update(Path(module.__file__).read_bytes())  # type: ignore[arg-type]  # from files
     for s in index.samples:
         st = os.stat(s.path)
         h.update(f"{os.path.realpath(s.path)}|{st.st_size}|{st.st_mtime_ns}|{s.label}|"

@@ -98,3 +98,18 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
         "tumor_vs_no_tumor": tumor_vs_no_tumor(labels, preds, classes),
     }
 
+
+
+def headline_metrics(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """The few figures a training run records for its selected checkpoint (validation and
+    test): image count, accuracy, macro and per-class F1, errors."""
+    pred = logits.argmax(1)
+    per_class = f1_score(labels, pred, average=None, labels=range(len(classes)),
+                         zero_division=0)
+    return {
+        "images": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, average="macro", zero_division=0)),
+        "f1_per_class": {c: float(f) for c, f in zip(classes, per_class, strict=True)},
+        "errors": int((pred != labels).sum()),
+    }

@@ -163,7 +163,7 @@ def _card_check(m: dict) -> str:
     rows = m.get("model", {}).get("card_agreement") or []
     if not rows:
         return ""
-    def value(x) -> str:
+    def value(x: float | int | None) -> str:
         return str(x) if isinstance(x, int) else _num(x, 4)
 
     body = "".join(

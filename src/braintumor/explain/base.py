@@ -22,7 +22,12 @@ import torch
 from captum.attr import LayerAttribution
 from torch import nn
 
-from braintumor._warnings_lock import WARNINGS_LOCK
+# captum's notes on setting requires_grad / ReLU hooks that it undoes itself. Filters that
+# stay installed, matched by message, rather than a catch_warnings block around the backward
+# pass: that block needs the process-wide warnings lock, and holding it for a whole
+# attribution made DICOM reads (and every other request that silences a warning) wait.
+warnings.filterwarnings("ignore", message=".*required_grads has been set")
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
 
 
 class TargetScore(nn.Module):
@@ -82,7 +87,7 @@ def resolve_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Mo
     return name, modules[name]
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     """(N, 1, h, w) layer maps -> (N, S, S) input-resolution maps (bilinear, via captum)."""
     if tuple(maps.shape[-2:]) != tuple(size):
         maps = LayerAttribution.interpolate(maps, size, interpolate_mode="bilinear")
@@ -135,11 +140,7 @@ class AttributionMethod(ABC):
                  layer: nn.Module | None) -> torch.Tensor:
         if not self.single_pass:
             score.resolve(inputs)
-        with WARNINGS_LOCK, warnings.catch_warnings():
-            # captum's notes on setting requires_grad / ReLU hooks it undoes itself.
-            warnings.filterwarnings("ignore", message=".*required_grads has been set")
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            maps = self.raw_maps(score, inputs, layer)
+        maps = self.raw_maps(score, inputs, layer)
         if maps.shape != (inputs.shape[0], *inputs.shape[-2:]):
             raise RuntimeError(f"{self.name}: maps of shape {tuple(maps.shape)} for inputs of "
                                f"shape {tuple(inputs.shape)}")

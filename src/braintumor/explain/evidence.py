@@ -7,28 +7,33 @@ chance" would score (see the modules for the details):
   weights, on images of ``--split``;
 - faithfulness (:mod:`.faithfulness`): deletion/insertion AUCs vs. a random pixel order, on the
   same images;
-- localisation (:mod:`.localisation`, only with ``--masks``): pointing game, energy pointing
-  game and top-10/20 % IoU against tumour masks, per class, vs. a uniform map. The public masks
-  cover *Training* images only: run it with ``--split Training``, and the command leaves out
-  the images the model was fitted on (:func:`trained_on`, from the split its card records),
-  so the figures describe images it has not seen.
+- localisation (:mod:`.localisation`, only with ``--masks``): pointing game (strict and
+  within 15 px), energy pointing game and energy ratio, top-10/20 % IoU and Dice/IoU of the
+  binarised map against tumour masks, per class, each vs. its chance baseline; for a model
+  with a tumour head (:mod:`braintumor.models.tumour`) its own tumour map is scored the same
+  way, and at the card's ``tumour_threshold``. The public masks cover *Training* images
+  only: run it with ``--split Training``, and the command leaves out the images the model was
+  fitted on (:func:`trained_on`, from the split its card records), so the figures describe
+  images it has not seen (the sanity and faithfulness checks then leave them out too).
+
+``--write-card`` records the figures in the measured bundle's card (:mod:`.evidence_card`).
 
 Images are a class-stratified, seeded sample of at most ``--limit`` per check.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
+import torch
 
 from braintumor import DISCLAIMER
 from braintumor.data.datasets import SPLIT_NAMES, DatasetError, Sample, discover
@@ -46,6 +51,14 @@ from braintumor.explain.localisation import (
 )
 from braintumor.explain.registry import canonical_method
 from braintumor.explain.sanity import PASS_BELOW, model_randomisation_check
+from braintumor.models.tumour import (
+    DEFAULT_TUMOUR_THRESHOLD,
+    has_tumour_head,
+    tumour_probabilities,
+)
+
+TUMOUR_HEAD = "tumour-head"
+"""Name the model's own tumour map is reported under, beside the attribution methods."""
 
 
 @dataclass
@@ -100,7 +113,8 @@ def load_items(samples: Sequence[Sample], explainer: Explainer, data_root: Path 
 
 
 def sanity_and_faithfulness(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
-                            steps: int = 20, seed: int = 0, progress=None) -> dict:
+                            steps: int = 20, seed: int = 0,
+                            progress: Callable[[str], None] | None = None) -> dict:
     """Both model-side checks for every method on the same images."""
     images = np.stack([it.pre.image for it in items])
     sanity, faith = [], []
@@ -137,23 +151,49 @@ def with_masks(samples: Sequence[Sample], masks: Path, root: Path,
             and mask_path(masks, root, s.path).is_file()]
 
 
-def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray],
-               crop_threshold: float, heads: Sequence[np.ndarray] | None = None
-               ) -> LocalisationSummary:
+def score_maps(method: str, items: Sequence[Item], maps: Sequence[np.ndarray] | np.ndarray,
+               crop_threshold: float, heads: Sequence[np.ndarray] | None = None,
+               threshold: float | None = None) -> LocalisationSummary:
     """Localisation of ready maps on the model grid (one per item, in [0, 1]) against the
-    items' masks, each map brought back to its image's own geometry first. Any map scores
-    alike: an attribution method's, or a tumour map a model predicts itself."""
+    items' masks, each map brought back to its image's own (native) geometry first. Any map
+    scores alike: an attribution method's, or a tumour map a model predicts itself (then pass
+    its probability ``threshold`` to score the outline it would draw)."""
     rows = []
     for i, it in enumerate(items):
         heat = np.clip(map_to_original(maps[i], it.pre.crop), 0, 1)
         head = heads[i] if heads is not None else head_mask(it.pixels, crop_threshold)
-        rows.append((it.label, localisation_scores(heat, it.mask, head)))
+        # An item without a mask is refused there (ValueError), as before this was typed.
+        rows.append((it.label, localisation_scores(heat, it.mask, head,  # type: ignore[arg-type]
+                                                   threshold=threshold)))
     return summarise(method, rows)
 
 
+def tumour_maps(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """(N, S, S) tumour probabilities of a model with a tumour head, on the model grid."""
+    from braintumor.data.preprocess import to_model_input
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = to_model_input(images[i : i + batch_size]).to(device, torch.float32)
+            out.append(tumour_probabilities(model, x)[1][:, 0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def card_tumour_threshold(card: dict | None) -> float:
+    """The probability a card says a tumour pixel needs (``tumour_threshold``), else the
+    contract's default."""
+    value = (card or {}).get("tumour_threshold")
+    return float(value) if value is not None else DEFAULT_TUMOUR_THRESHOLD
+
+
 def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[str],
-                 target: str = "predicted", batch_size: int = 32) -> dict:
-    """Localisation scores of each method's maps (original geometry) on images with masks.
+                 target: str = "predicted", batch_size: int = 32,
+                 tumour_threshold: float = DEFAULT_TUMOUR_THRESHOLD) -> dict:
+    """Localisation scores of each method's maps (original geometry) on images with masks,
+    and of the model's own tumour map when it has a tumour head (under ``tumour_head``,
+    binarised at ``tumour_threshold`` too).
 
     ``target``: "predicted" explains what the model decided (what a user sees); "label"
     explains the true class (the class the mask belongs to).
@@ -170,17 +210,25 @@ def localisation(explainer: Explainer, items: Sequence[Item], methods: Sequence[
             break
         batch = explainer.explain_batch(images, method, targets, batch_size=batch_size)
         predictions = batch.predictions
-        out.append(score_maps(batch.method, items, batch.maps, threshold, heads).to_dict())
-    acc = _accuracy(explainer, predictions, [it.label for it in items]) if items else None
-    return {"n_images": len(items), "target": target, "accuracy_on_these": acc,
-            "geometry": "original image (map_to_original)", "methods": out}
+        out.append({**score_maps(batch.method, items, batch.maps, threshold, heads).to_dict(),
+                    "layer": batch.layer})
+    # predictions is set once any method ran, which non-empty items and methods guarantee.
+    acc = (_accuracy(explainer, predictions, [it.label for it in items])  # type: ignore[arg-type]
+           if items else None)
+    report = {"n_images": len(items), "target": target, "accuracy_on_these": acc,
+              "geometry": "original image (map_to_original)", "methods": out}
+    if images is not None and has_tumour_head(explainer.model):
+        maps = tumour_maps(explainer.model, images, batch_size)
+        head_summary = score_maps(TUMOUR_HEAD, items, maps, threshold, heads, tumour_threshold)
+        report["tumour_head"] = {**head_summary.to_dict(), "threshold": tumour_threshold}
+    return report
 
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def print_report(report: dict, out=None) -> None:
+def print_report(report: dict, out: TextIO | None = None) -> None:
     out = out or sys.stdout  # looked up per call, so redirections (and capsys) apply
     p = lambda *a: print(*a, file=out)  # noqa: E731
     mf = report.get("model_faithfulness")
@@ -202,27 +250,55 @@ def print_report(report: dict, out=None) -> None:
               f" {f['random_insertion']['auc']:7.3f} {f['random_block_insertion']['auc']:7.3f}")
     loc = report.get("localisation")
     if loc:
-        p(f"\nLocalisation against tumour masks, {loc['n_images']} images "
-          f"(explaining the {loc['target']} class); random baseline in brackets")
-        for m in loc["methods"]:
-            p(f"  {m['method']}")
-            for name, s in [("all", m["overall"]), *m["per_class"].items()]:
-                p(f"    {name:<11} n={s['n']:<4} pointing {_fmt(s['pointing_game'])} "
-                  f"[{_fmt(s['random_pointing_game'])}; head "
-                  f"{_fmt(s.get('random_pointing_game_in_head'))}]  energy "
-                  f"{_fmt(s['energy_pointing_game'])} [{_fmt(s['random_energy_pointing_game'])}]"
-                  f"  IoU@10% {_fmt(s['iou_top10'])} [{_fmt(s['random_iou_top10'])}]"
-                  f"  IoU@20% {_fmt(s['iou_top20'])} [{_fmt(s['random_iou_top20'])}]")
+        print_localisation(loc, out)
     for note in report.get("notes", []):
         p(f"note: {note}")
     p(DISCLAIMER)
+
+
+def _ci(s: dict, key: str) -> str:
+    ci = (s.get("ci95") or {}).get(key)
+    return f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
+
+
+def print_localisation(loc: dict, out=None) -> None:
+    """The localisation table: per method (and the tumour head), overall and per class."""
+    out = out or sys.stdout
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nLocalisation against tumour masks, {loc['n_images']} images (explaining the "
+      f"{loc['target']} class), on the images' native grid; chance in brackets, bootstrap "
+      "95 % interval in parentheses")
+    rows = list(loc["methods"])
+    if loc.get("tumour_head"):
+        rows.append(loc["tumour_head"])
+    for m in rows:
+        where = f" at {m['layer']}" if m.get("layer") else ""
+        thr = f" (threshold {m['threshold']:.2f})" if "threshold" in m else ""
+        p(f"  {m['method']}{where}{thr}")
+        for name, s in [("all", m["overall"]), *m["per_class"].items()]:
+            p(f"    {name:<11} n={s['n']:<4} pointing {_fmt(s['pointing_game'])}"
+              f"{_ci(s, 'pointing_game')} [head {_fmt(s.get('random_pointing_game_in_head'))}]"
+              f"  within 15 px {_fmt(s.get('pointing_game_15px'))}"
+              f"{_ci(s, 'pointing_game_15px')} "
+              f"[head {_fmt(s.get('random_pointing_game_15px_in_head'))}]")
+            p(f"    {'':<11}        energy {_fmt(s['energy_pointing_game'])} "
+              f"[{_fmt(s['random_energy_pointing_game'])}]  ratio {_fmt(s.get('energy_ratio'))}"
+              f" median {_fmt(s.get('energy_ratio_median'))} [1; head "
+              f"{_fmt(s.get('random_energy_ratio_in_head'))}]  IoU@10% {_fmt(s['iou_top10'])} "
+              f"[{_fmt(s['random_iou_top10'])}]")
+            for rule, label in (("max15", ">=15% max"), ("area", "mask-sized"),
+                                ("at_threshold", "at threshold")):
+                if f"dice_{rule}" in s:
+                    p(f"    {'':<11}        Dice {label} {_fmt(s[f'dice_{rule}'])} "
+                      f"[{_fmt(s[f'random_dice_{rule}'])}]  IoU {_fmt(s[f'iou_{rule}'])} "
+                      f"[{_fmt(s[f'random_iou_{rule}'])}]")
 
 
 def trained_on(card: dict, data: str | Path) -> set[str]:
     """Resolved paths of the images a bundle's run fitted on; empty if its card records no
     run. Localisation on Training images (the only ones with masks) should leave them out,
     most of all for a model trained with the masks themselves."""
-    from braintumor.training.data import bundle_split_sides
+    from braintumor.data.splits import bundle_split_sides
 
     sides = bundle_split_sides(card, data) or {}
     return {p for p, side in sides.items() if side == "fit"}
@@ -232,11 +308,13 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
                  methods: Sequence[str] = ("gradcam",), limit: int | None = 200,
                  masks: str | Path | None = None, steps: int = 20, seed: int = 0,
                  localisation_target: str = "predicted", model_checks: bool = True,
-                 log=None, exclude: Collection[str] | None = None) -> dict:
+                 log=None, exclude: Collection[str] | None = None,
+                 tumour_threshold: float = DEFAULT_TUMOUR_THRESHOLD) -> dict:
     """All checks on a dataset folder; returns the report (what ``--out`` writes).
     ``model_checks=False`` skips sanity and faithfulness (localisation only); ``exclude``:
-    resolved paths kept out of localisation (the images the model was trained on, see
-    :func:`trained_on`)."""
+    resolved paths kept out of every check (the images the model was trained on, see
+    :func:`trained_on`); ``tumour_threshold``: where a tumour head's map counts as tumour
+    (the card's, :func:`card_tumour_threshold`)."""
     log = log or (lambda msg: None)
     methods = [canonical_method(m) for m in methods]
     index = discover(data)
@@ -256,7 +334,11 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
     }
     t0 = time.perf_counter()
     if model_checks:
-        chosen = stratified_sample(pool, limit, seed)
+        unseen = [s for s in pool if os.path.realpath(s.path) not in exclude] if exclude else pool
+        if len(unseen) < len(pool):
+            report["notes"].append(f"sanity and faithfulness used only {split} images the "
+                                   f"model did not train on ({len(unseen)} of {len(pool)})")
+        chosen = stratified_sample(unseen, limit, seed)
         items, failed = load_items(chosen, explainer)
         report["failures"] += [{"path": p, "reason": r} for p, r in failed]
         log(f"sanity + faithfulness on {len(items)} images, methods: {', '.join(methods)}")
@@ -281,51 +363,11 @@ def run_evidence(explainer: Explainer, data: str | Path, split: str = "Testing",
             items, failed = load_items(chosen, explainer, index.root, masks)
             report["failures"] += [{"path": p, "reason": r} for p, r in failed]
             log(f"localisation on {len(items)} images with masks")
-            report["localisation"] = localisation(explainer, items, methods, localisation_target)
+            report["localisation"] = localisation(explainer, items, methods, localisation_target,
+                                                  tumour_threshold=tumour_threshold)
             report["localisation"]["images_with_masks_in_split"] = len(with_mask)
             if split_key == "train" and not exclude:
                 report["notes"].append("localisation used Training images, which the model "
                                        "was trained on")
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
-
-
-def explain_check_command(args) -> int:
-    from braintumor.inference.batch import inference_copy
-    from braintumor.models import load_bundle
-
-    try:
-        loaded = load_bundle(args.model)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: cannot load the model: {exc}", file=sys.stderr)
-        return 2
-    if not args.data:
-        print("error: no dataset: pass --data or set $DATA", file=sys.stderr)
-        return 2
-    try:
-        fast = dataclasses.replace(loaded, model=inference_copy(loaded.model))
-        explainer = Explainer(fast, layer=getattr(args, "layer", None))
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        exclude = None
-        if args.masks and SPLIT_NAMES.get(args.split.lower()) == "train":
-            try:
-                exclude = trained_on(loaded.card, args.data)
-            except ValueError as exc:  # e.g. data too small to rebuild the model's split
-                print(f"warning: cannot tell which images the model trained on ({exc}); "
-                      "localisation uses all masked images", file=sys.stderr)
-        report = run_evidence(explainer, args.data, args.split, methods, args.limit, args.masks,
-                              log=lambda msg: print(msg, file=sys.stderr), exclude=exclude)
-    except (DatasetError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report["model"] = {"name": loaded.name, "path": str(loaded.path),
-                       "sha256": loaded.checksum, "classes": loaded.classes}
-    print_report(report)
-    for f in report["failures"]:
-        print(f"skipped {f['path']}: {f['reason']}", file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    return 0

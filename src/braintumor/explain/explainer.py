@@ -34,12 +34,12 @@ from braintumor.data.preprocess import (
     to_model_input,
 )
 from braintumor.data.readers import LoadedImage, read_image
-from braintumor.evaluation.calibration import softmax
 from braintumor.explain.base import AttributionMethod, TargetScore, as_index_tensor, resolve_layer
 from braintumor.explain.overlay import SHORT_DISCLAIMER, compose_panel, render_overlay, save_png
 from braintumor.explain.registry import get_method
+from braintumor.models.runtime import softmax
 
-TargetSpec = int | str | None
+TargetSpec = int | np.integer | str | None
 
 
 @dataclass(frozen=True)
@@ -200,13 +200,15 @@ class Explainer:
                     with torch.no_grad():
                         pred = self.model(x).argmax(dim=1).cpu().tolist()
                     part = [p if t is None else t for t, p in zip(part, pred, strict=True)]
-                fixed = None if all(t is None for t in part) else as_index_tensor(part, len(x))
+                fixed = (None if all(t is None for t in part)  # else: no None left in part
+                         else as_index_tensor(part, len(x)))  # type: ignore[arg-type]
                 if fixed is not None:
                     fixed = fixed.to(self.device)
                 score = TargetScore(self.model, fixed)
                 maps.append(algo(score, x, layer).cpu().numpy())
                 if score.logits is None:  # pragma: no cover - every method runs a forward
                     score.resolve(x)
+                assert score.logits is not None and score.targets is not None  # resolved
                 logits.append(score.logits.float().cpu().numpy())
                 chosen.append(score.targets.cpu().numpy())
         if n == 0:

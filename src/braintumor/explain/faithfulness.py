@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from braintumor.evaluation.calibration import softmax
 from braintumor.explain.explainer import Explainer
+from braintumor.models.runtime import softmax
 
 FILLS = ("mean", "blur")
 BLOCK_FRACTION = 1 / 8  # side of a random block, as a share of the input side

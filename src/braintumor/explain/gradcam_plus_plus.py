@@ -12,6 +12,8 @@ its gradient in one forward and one backward, so the two methods differ only in 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from captum._utils.gradient import compute_layer_gradients_and_eval
@@ -29,7 +31,7 @@ class LayerGradCamPlusPlus(LayerAttribution, GradientAttribution):
         GradientAttribution.__init__(self, forward_func)
         self.eps = eps
 
-    def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
+    def attribute(self, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
         """(N, 1, h, w) rectified Grad-CAM++ map of the layer's output."""
         grads, acts = compute_layer_gradients_and_eval(
             self.forward_func, self.layer, (inputs,), target

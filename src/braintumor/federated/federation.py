@@ -15,10 +15,12 @@ from torch import nn
 
 from braintumor import DISCLAIMER
 from braintumor.data.preprocess import PreprocessConfig
+from braintumor.evaluation.calibration import fit_temperature
+from braintumor.evaluation.metrics import headline_metrics
 from braintumor.federated.weights import ModelSpec, load_arrays
 from braintumor.models import create_model, model_info, save_bundle
+from braintumor.models.runtime import predict_logits
 from braintumor.training.config import TrainConfig
-from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
 from braintumor.training.init_from import init_from_parent, load_parent
 
 
@@ -47,7 +49,7 @@ class GlobalEvaluator:
 
     def __call__(self, arrays: list[np.ndarray]) -> dict:
         load_arrays(self.model, arrays, self.spec)
-        logits = logits_for(self.model.eval(), self.images)
+        logits = predict_logits(self.model.eval(), np.asarray(self.images))
         loss = float(torch.nn.functional.cross_entropy(
             torch.from_numpy(logits), torch.from_numpy(self.labels.astype(np.int64))))
         m = headline_metrics(logits, self.labels, list(self.spec.classes))
@@ -89,11 +91,12 @@ def write_global_bundle(model: nn.Module, arrays: list[np.ndarray], spec: ModelS
     classes = list(spec.classes)
     metrics, temperature = {}, 1.0
     if validation is not None:
-        logits = logits_for(model, validation[0])
-        temperature = temperature_from_validation(logits, validation[1])
+        logits = predict_logits(model, np.asarray(validation[0]))
+        temperature = fit_temperature(logits, validation[1])
         metrics["validation"] = headline_metrics(logits, validation[1], classes)
     if test is not None and len(test[1]):
-        metrics["test"] = headline_metrics(logits_for(model, test[0]), test[1], classes)
+        test_logits = predict_logits(model, np.asarray(test[0]))
+        metrics["test"] = headline_metrics(test_logits, test[1], classes)
     info = model_info(model, spec.image_size)
     card = {
         "intended_use": DISCLAIMER,

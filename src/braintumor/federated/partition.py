@@ -97,11 +97,11 @@ def _assign(scheme: Scheme, group_label: np.ndarray, sizes: np.ndarray, n_sites:
         gs = rng.permutation(np.flatnonzero(group_label == c))
         if scheme.kind == "by-class":
             owners = [s for s in range(n_sites) if s % len(classes) == ci] or [ci % n_sites]
-            load = dict.fromkeys(owners, 0)
+            owner_load = dict.fromkeys(owners, 0)
             for g in gs:
-                s = min(owners, key=lambda o: load[o])
+                s = min(owners, key=lambda o: owner_load[o])
                 site_of[g] = s
-                load[s] += sizes[g]
+                owner_load[s] += sizes[g]
         else:  # dirichlet: cut the class's images at the cumulative drawn shares
             share = rng.dirichlet(np.full(n_sites, scheme.alpha))
             cum = np.cumsum(sizes[gs]) - sizes[gs] / 2  # each group placed by its middle

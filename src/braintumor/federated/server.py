@@ -115,6 +115,7 @@ def run_server(cfg: TrainConfig, *, address: str, rounds: int, local_epochs: int
                            f"(round log in {out})")
     training = {"command": command, "seed": cfg.seed,
                 "wall_seconds": round(time.perf_counter() - t0, 1)}
+    assert recorder.latest is not None  # the initial parameters at least
     bundle = write_global_bundle(model, recorder.latest, spec, cfg, out / "bundle", federated,
                                  validation=val, training=training)
     return {"run_dir": str(out), "bundle": str(bundle), "federated": federated}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ class SiteDropped(RuntimeError):
 class InProcessProxy(ClientProxy):
     """A site reached by a function call instead of gRPC."""
 
-    def __init__(self, cid: str, client: SiteClient, drop_rounds: set[int] = frozenset()):
+    def __init__(self, cid: str, client: SiteClient, drop_rounds: AbstractSet[int] = frozenset()):
         super().__init__(cid)
         self.client = client.to_client()
         self.drop_rounds = set(drop_rounds)
@@ -125,6 +126,7 @@ def simulate(cfg: TrainConfig, *, sites: int, partition: str, rounds: int, local
     training = {"command": command, "seed": cfg.seed, "config": cfg.to_dict(),
                 "wall_seconds": wall, "counts": split.counts,
                 "validation_split": split.split_method}
+    assert recorder.latest is not None  # the initial parameters at least
     bundle = write_global_bundle(model, recorder.latest, spec, cfg, out / "bundle", federated,
                                  validation=val, test=test, training=training)
     card = json.loads((bundle / "card.json").read_text())

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from braintumor.evaluation.metrics import headline_metrics
 from braintumor.federated.weights import ModelSpec, load_arrays, model_arrays
+from braintumor.models.runtime import predict_logits
 from braintumor.training.config import TrainConfig
-from braintumor.training.export import headline_metrics, logits_for
 from braintumor.training.module import Classifier
 
 
@@ -90,9 +91,9 @@ class SiteTrainer:
         model = self.module.model
         if arrays is not None:
             load_arrays(model, arrays, self.spec)
-        if self.val_images is None or not len(self.val_images):
+        if self.val_images is None or self.val_labels is None or not len(self.val_images):
             return {}
-        m = headline_metrics(logits_for(model.eval(), self.val_images), self.val_labels,
-                             self.classes)
+        logits = predict_logits(model.eval(), np.asarray(self.val_images))
+        m = headline_metrics(logits, self.val_labels, self.classes)
         return {"val_accuracy": m["accuracy"], "val_macro_f1": m["macro_f1"],
                 "val_images": m["images"]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from flwr.common import Parameters, ndarrays_to_parameters, parameters_to_ndarrays
@@ -29,10 +30,11 @@ def build_strategy(name: str, initial: list[np.ndarray], fit_config: dict, *,
     (``accept_failures``)."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
-    common = dict(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=min_fit_clients,
-                  min_evaluate_clients=0, min_available_clients=min_fit_clients,
-                  accept_failures=True, initial_parameters=ndarrays_to_parameters(initial),
-                  on_fit_config_fn=lambda rnd: {**fit_config, "round": rnd})
+    common: dict[str, Any] = dict(
+        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=min_fit_clients,
+        min_evaluate_clients=0, min_available_clients=min_fit_clients, accept_failures=True,
+        initial_parameters=ndarrays_to_parameters(initial),
+        on_fit_config_fn=lambda rnd: {**fit_config, "round": rnd})
     if name == "fedprox":
         return FedProx(proximal_mu=proximal_mu, **common)
     return FedAvg(**common)

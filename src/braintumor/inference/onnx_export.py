@@ -21,9 +21,14 @@ import copy
 import io
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily at run time (torch and onnx are slow to import)
+    import onnx
+
+    from braintumor.models import LoadedModel
 
 OPSET = 18
 INPUT_NAME = "image"
@@ -38,7 +43,7 @@ def sidecar_path(onnx_path: str | Path) -> Path:
     return p.with_name(p.stem + SIDECAR_SUFFIX)
 
 
-def metadata_for(loaded) -> dict[str, str]:
+def metadata_for(loaded: LoadedModel) -> dict[str, str]:
     """The ``metadata_props`` entries (all strings, as ONNX requires) for a loaded bundle."""
     return {
         f"{META_PREFIX}model": loaded.name,
@@ -50,7 +55,7 @@ def metadata_for(loaded) -> dict[str, str]:
     }
 
 
-def export_model_proto(loaded, opset: int = OPSET):
+def export_model_proto(loaded: LoadedModel, opset: int = OPSET) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` of a :class:`~braintumor.models.LoadedModel`, metadata included."""
     import torch
 
@@ -75,6 +80,7 @@ def export_model_proto(loaded, opset: int = OPSET):
             )
     finally:
         onnx_logger.setLevel(level)
+    assert program is not None  # dynamo export without a file returns the program
     proto = program.model_proto
     proto.producer_name = "braintumor"
     del proto.metadata_props[:]
@@ -84,12 +90,12 @@ def export_model_proto(loaded, opset: int = OPSET):
     return proto
 
 
-def export_onnx_bytes(loaded, opset: int = OPSET) -> bytes:
+def export_onnx_bytes(loaded: LoadedModel, opset: int = OPSET) -> bytes:
     """Serialized ONNX model (used by ``Predictor.load(bundle, backend="onnx")``)."""
     return export_model_proto(loaded, opset).SerializeToString()
 
 
-def export_onnx(loaded, out: str | Path, opset: int = OPSET) -> Path:
+def export_onnx(loaded: LoadedModel, out: str | Path, opset: int = OPSET) -> Path:
     """Write ``out`` (.onnx) and its ``.card.json`` sidecar; returns the ONNX path."""
     import onnx
 
@@ -116,25 +122,3 @@ def export_onnx(loaded, out: str | Path, opset: int = OPSET) -> Path:
     side = sidecar_path(out)
     _atomic_write(side, lambda tmp: Path(tmp).write_text(text))
     return out
-
-
-def export_command(args) -> int:
-    """``braintumor export``: 0 on success, 2 when the model cannot be loaded or written."""
-    from braintumor.models import ModelIntegrityError, load_bundle
-
-    try:
-        loaded = load_bundle(args.model)
-    except (FileNotFoundError, ModelIntegrityError, KeyError) as exc:
-        hint = "" if args.model else " (no bundled model: pass --model BUNDLE)"
-        print(f"braintumor export: cannot load model: {exc}{hint}", file=sys.stderr)
-        return 2
-    try:
-        out = export_onnx(loaded, args.out)
-    except (ValueError, OSError) as exc:
-        print(f"braintumor export: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {OPSET}, dynamic batch) "
-          f"and {sidecar_path(out)}")
-    print(f"model {loaded.name}, weights sha256 {loaded.checksum[:12]}…, "
-          f"classes {', '.join(loaded.classes)}, temperature {loaded.temperature:.3f}")
-    return 0

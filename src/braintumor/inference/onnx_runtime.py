@@ -7,6 +7,7 @@ Predictor's shared code, so PyTorch and ONNX Runtime answers differ only by floa
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ class OnnxModel:
         return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None) -> OnnxModel:
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxModel:
         """Open ``path``; metadata from the file itself, else ``<name>.card.json`` / ``card.json``.
 
         When the sidecar card records the ONNX file's SHA-256, a mismatch is refused

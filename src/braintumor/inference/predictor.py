@@ -24,13 +24,18 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from braintumor.data.errors import ImageReadError
 from braintumor.data.preprocess import PreprocessConfig, Preprocessed, preprocess, to_model_input
 from braintumor.data.readers import LoadedImage, read_image
-from braintumor.evaluation.calibration import softmax
+from braintumor.models.runtime import softmax
+
+if TYPE_CHECKING:
+    from braintumor.explain.explainer import Explainer
+    from braintumor.inference.ood import OodDetector
 
 BACKENDS = ("torch", "onnx")
 
@@ -48,6 +53,11 @@ class Prediction:
     overlay: np.ndarray | None = None  # (H, W, 3) uint8 heatmap over the slice
     error: str | None = None  # "source: reason" when the input could not be used
     seconds: float = 0.0  # processing time (read, preprocess, share of the batch, Grad-CAM)
+    # Out-of-distribution check (inference/ood.py): None when the input looks like the
+    # validation scans or the bundle has no calibration; else ood.WARNING_TEXT.
+    warning: str | None = None
+    ood_score: float | None = None  # largest check/threshold ratio; above 1 warns
+    ood_reasons: tuple[str, ...] = ()  # the checks that warned, worst first
 
     @property
     def ok(self) -> bool:
@@ -70,6 +80,9 @@ class Prediction:
             "error": self.error,
             "seconds": round(self.seconds, 6),
             "has_heatmap": self.heatmap is not None,
+            "warning": self.warning,
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
+            "ood_reasons": list(self.ood_reasons),
         }
 
 
@@ -106,8 +119,9 @@ class Predictor:
         self.path = path
         self._logits_fn = logits_fn
         self._loaded = loaded_model  # LoadedModel (PyTorch) when available: Grad-CAM needs it
-        self._explainer = None
+        self._explainer: Explainer | None = None  # built on first use
         self._explain_lock = threading.Lock()
+        self.ood: OodDetector | None = None  # when the bundle is calibrated (attach_ood)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -122,8 +136,7 @@ class Predictor:
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        is_onnx_file = path is not None and Path(path).suffix.lower() == ".onnx"
-        if is_onnx_file:
+        if path is not None and Path(path).suffix.lower() == ".onnx":
             if backend != "onnx":
                 backend = "onnx"  # an .onnx file can only run on onnxruntime
             from braintumor.inference.onnx_runtime import OnnxModel
@@ -140,7 +153,8 @@ class Predictor:
 
             onnx_model = OnnxModel.from_bytes(export_onnx_bytes(loaded), source=str(loaded.path),
                                               threads=threads)
-            return cls._from_onnx(onnx_model, loaded_model=loaded, path=loaded.path)
+            predictor = cls._from_onnx(onnx_model, loaded_model=loaded, path=loaded.path)
+            return predictor.attach_ood()
         return cls.from_loaded(loaded)
 
     @classmethod
@@ -148,7 +162,7 @@ class Predictor:
         """Wrap an already-loaded :class:`~braintumor.models.LoadedModel` (PyTorch backend)."""
         import torch
 
-        from braintumor.inference.batch import inference_copy
+        from braintumor.models.runtime import inference_copy
 
         net = inference_copy(loaded.model)
 
@@ -158,10 +172,36 @@ class Predictor:
                 x = to_model_input(images_u8).contiguous(memory_format=torch.channels_last)
                 return net(x).float().numpy()
 
-        return cls(name=loaded.name, checksum=loaded.checksum, classes=loaded.classes,
-                   card=loaded.card, preprocess_config=loaded.preprocess,
-                   temperature=loaded.temperature, backend="torch", logits_fn=logits_fn,
-                   loaded_model=loaded, path=loaded.path)
+        predictor = cls(name=loaded.name, checksum=loaded.checksum, classes=loaded.classes,
+                        card=loaded.card, preprocess_config=loaded.preprocess,
+                        temperature=loaded.temperature, backend="torch", logits_fn=logits_fn,
+                        loaded_model=loaded, path=loaded.path)
+        return predictor.attach_ood()
+
+    def attach_ood(self, calibration=None) -> Predictor:
+        """Score inputs for out-of-distribution warnings (the bundle's ``ood.safetensors``).
+
+        ``calibration``: an :class:`~braintumor.inference.ood.OodCalibration` to use instead
+        of the bundle's. Needs the PyTorch model (the features); an ``.onnx`` file alone, or
+        a bundle without calibration, predicts with no warning. Returns ``self``.
+        """
+        from braintumor.inference.ood import OodCalibration, OodDetector
+
+        if self._loaded is None:
+            return self
+        if calibration is None and self.path is not None:
+            calibration = OodCalibration.from_bundle(self.path, self.card)
+        if calibration is not None:
+            self.ood = OodDetector(calibration, self._loaded.model,
+                                   self.preprocess_config.crop_threshold)
+        return self
+
+    @property
+    def ood_status(self) -> dict:
+        """Whether predictions carry OOD warnings, and the calibration's thresholds."""
+        from braintumor.inference.ood import describe
+
+        return describe(self.ood.calibration if self.ood is not None else None)
 
     @classmethod
     def _from_onnx(cls, onnx_model, loaded_model, path: Path) -> Predictor:
@@ -268,10 +308,11 @@ class Predictor:
     def _forward(self, prepared: list[_Prepared], explain: bool) -> list[Prediction]:
         t0 = time.perf_counter()
         batch = np.stack([p.pre.image for p in prepared])
-        probs = softmax(self._logits_fn(batch), self.temperature)
+        logits, ood = self._logits_and_ood(batch, prepared)
+        probs = softmax(logits, self.temperature)
         share = (time.perf_counter() - t0) / len(prepared)
         out = []
-        for p, row in zip(prepared, probs, strict=True):
+        for p, row, o in zip(prepared, probs, ood, strict=True):
             out.append(Prediction(
                 source=p.source,
                 label=self.classes[int(np.argmax(row))],
@@ -279,15 +320,32 @@ class Predictor:
                 model=self.name,
                 checksum=self.checksum,
                 seconds=p.seconds + share,
+                warning=o.warning if o else None,
+                ood_score=o.score if o else None,
+                ood_reasons=o.reasons if o else (),
             ))
         if explain:
             t1 = time.perf_counter()
-            maps = self._explain(prepared, [pred.label for pred in out])
+            maps = self._explain(prepared, [str(pred.label) for pred in out])
             share = (time.perf_counter() - t1) / len(prepared)
             for pred, (heatmap, overlay) in zip(out, maps, strict=True):
                 pred.heatmap, pred.overlay = heatmap, overlay
                 pred.seconds += share
         return out
+
+    def _logits_and_ood(self, batch: np.ndarray, prepared: list[_Prepared]) -> tuple:
+        """Logits, and an OodResult per image (None each without a calibration).
+
+        With PyTorch one forward pass gives both; with onnxruntime the features come from
+        an extra PyTorch pass (the exported graph outputs logits only).
+        """
+        if self.ood is None:
+            return self._logits_fn(batch), [None] * len(prepared)
+        logits, feats = self.ood.extract(batch)
+        if self.backend != "torch":
+            logits = self._logits_fn(batch)
+        saturation = np.array([p.loaded.meta.saturation for p in prepared])
+        return logits, self.ood.score(feats, batch, saturation)
 
     def _failure(self, source: str, reason: str, seconds: float) -> Prediction:
         return Prediction(source=source, label=None, probabilities={}, model=self.name,
@@ -304,7 +362,7 @@ class Predictor:
         with self._explain_lock:
             if self._explainer is None:
                 from braintumor.explain.explainer import Explainer
-                from braintumor.inference.batch import inference_copy
+                from braintumor.models.runtime import inference_copy
 
                 private = inference_copy(self._loaded.model)
                 self._explainer = Explainer(dataclasses.replace(self._loaded, model=private))
@@ -367,9 +425,11 @@ class _NoBar:
 
 
 def _progress_bar(total: int, enabled: bool):
-    """tqdm on stderr (stdout carries the results, which may be piped as CSV/JSON)."""
+    """tqdm on stderr (stdout carries the results, which may be piped as CSV/JSON), and
+    only when stderr is a terminal (``disable=None``): in a log file a bar is just noise."""
     if not enabled:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", file=sys.stderr, desc="predict", leave=False)
+    return tqdm(total=total, unit="img", file=sys.stderr, desc="predict", leave=False,
+                disable=None)

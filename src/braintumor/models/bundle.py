@@ -107,7 +107,7 @@ def save_bundle(
     return out
 
 
-def load_bundle(path: str | Path | None = None) -> LoadedModel:
+def load_bundle(path: str | os.PathLike | None = None) -> LoadedModel:
     """Load a bundle folder (or its weights file, with the card beside it); default: bundled."""
     p = Path(path) if path else bundled_model_path()
     if path and not p.exists():

@@ -35,7 +35,7 @@ def create_model(name: str, num_classes: int = 4, in_channels: int = 1, **kwargs
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     model = _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
-    model.model_name = name
+    model.model_name = name  # type: ignore[assignment]  # a plain attribute, not a submodule
     return model
 
 

@@ -35,7 +35,7 @@ def tumour_probabilities(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
     if not has_tumour_head(model):
         name = getattr(model, "model_name", type(model).__name__)
         raise ValueError(f"model {name!r} has no tumour head: it predicts no tumour map")
-    logits, tumour = model.forward_with_tumour(x)
+    logits, tumour = model.forward_with_tumour(x)  # type: ignore[operator]  # checked above
     tumour = F.interpolate(tumour.float(), size=tuple(x.shape[-2:]), mode="bilinear",
                            align_corners=False)
     return logits, torch.sigmoid(tumour)

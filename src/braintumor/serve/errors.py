@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -61,7 +62,7 @@ def error_payload(status: int, code: str, detail: str) -> dict:
 
 
 def error_response(status: int, code: str, detail: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_payload(status, code, detail), status_code=status, headers=headers)
 
 
@@ -94,8 +95,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types a handler's exception as Exception; each of ours takes its own class.
+    app.add_exception_handler(StarletteHTTPException, _http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
 
 
 def log_exception(what: str, exc: BaseException, level: int = logging.ERROR) -> None:

@@ -9,9 +9,12 @@ sends no length (chunked encoding) or lies about it is still cut off at the limi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from braintumor.serve.errors import ApiError, error_response
@@ -49,6 +52,25 @@ def too_large_error(limit_bytes: int, declared: int | None = None) -> ApiError:
     return ApiError(413, "upload_too_large",
                     f"The upload{size} is larger than this server's limit of "
                     f"{megabytes(limit_bytes)} per scan (see --max-upload-mb).")
+
+
+def body_timeout_error(settings: ServeSettings) -> ApiError:
+    return ApiError(408, "request_timeout",
+                    f"The upload arrived too slowly: a request body must arrive within "
+                    f"{settings.body_timeout_seconds:g} s, with no pause longer than "
+                    f"{settings.body_idle_seconds:g} s (see --body-timeout).",
+                    headers={"Connection": "close"})
+
+
+async def single_file_field(request: Request) -> None:
+    """Refuse a form with several ``file`` fields: FastAPI would silently take the last,
+    and a client that sent two scans would get an answer about one it cannot tell apart.
+    The form is already parsed (and cached on the request) when this runs."""
+    files = (await request.form()).getlist("file")
+    if len(files) > 1:
+        raise ApiError(422, "several_files",
+                       f"The form has {len(files)} fields named 'file'; send one scan per "
+                       "request.")
 
 
 class UploadGuard:
@@ -107,10 +129,23 @@ class UploadGuard:
     def _counting(self, receive: Receive) -> Receive:
         limit = self.settings.max_body_bytes
         received = 0
+        # uvicorn bounds the wait for headers and between requests, not for a body: a client
+        # that sends a byte a minute would hold its connection (and the upload buffer) for
+        # ever. Every chunk must come within the idle limit, the whole body within the total.
+        deadline = time.monotonic() + self.settings.body_timeout_seconds
+        idle = self.settings.body_idle_seconds
+        body_done = False
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # later calls wait for a disconnect: no deadline for those
+                return await receive()
+            wait = min(idle, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
+            except asyncio.TimeoutError:
+                raise body_timeout_error(self.settings) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:

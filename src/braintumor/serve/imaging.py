@@ -38,6 +38,10 @@ _MAGIC = {
     b"\xff\x4f\xff\x51": "JPEG2000",
 }
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+# Netpbm (PGM/PPM/PBM, and PFM floats) has a two-byte signature and then whitespace. Known
+# from that alone, a forged header (a size no file holds) is a broken image (422), not an
+# unknown format (415): Pillow's open() refuses it before naming its format.
+_NETPBM = re.compile(rb"P[1-6fF][ \t\r\n#]")
 
 
 def upload_name(filename: str | None) -> str:
@@ -56,18 +60,26 @@ def sniff_format(data: bytes, name: str = UPLOAD_NAME) -> str | None:
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
             return fmt
+    if _NETPBM.match(head):
+        return "PPM"
     for reader in READERS:
         if reader.name == "dicom" and reader.can_read(head, Path(name)):
             return "DICOM"
-    try:  # the formats without a fixed signature (PPM...): ask Pillow, header only
+    try:  # any other format without a fixed signature: ask Pillow, header only
         with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as img:
             return img.format
+    except Image.DecompressionBombError:
+        return "image"  # Pillow knew the format; the reader says what is wrong (422)
     except Exception:
         return None
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int) -> LoadedImage:
-    """Decode an uploaded scan or raise the :class:`ApiError` that says what is wrong."""
+def decode_upload(data: bytes, name: str, max_pixels: int,
+                  max_side: int | None = None) -> LoadedImage:
+    """Decode an uploaded scan or raise the :class:`ApiError` that says what is wrong.
+
+    ``max_side``: a larger raster is decoded reduced to that many pixels per side.
+    """
     if not data:
         raise ApiError(422, "empty_file", "The uploaded file is empty (0 bytes).")
     fmt = sniff_format(data, name)
@@ -78,7 +90,7 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> LoadedImage:
             "scan (BMP, TIFF, GIF and WebP also work).",
         )
     try:
-        return read_image(data, max_pixels=max_pixels, name=name)
+        return read_image(data, max_pixels=max_pixels, name=name, max_side=max_side)
     except ImageReadError as exc:
         raise ApiError(422, "unreadable_image", f"The {fmt} file cannot be used: {exc.reason}.") \
             from None

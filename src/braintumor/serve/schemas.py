@@ -26,6 +26,16 @@ class PredictionResponse(BaseModel):
     image_format: str = Field(description="format the scan was read as: PNG, JPEG, DICOM...")
     warnings: list[str] = Field(default_factory=list,
                                 description="caveats from reading, e.g. multi-frame files")
+    warning: str | None = Field(
+        default=None,
+        description="set when the scan does not look like a brain MRI slice (the "
+                    "out-of-distribution check): the result is unreliable",
+        examples=[None])
+    ood_score: float | None = Field(
+        default=None, description="out-of-distribution score: above 1 warns; null when the "
+                                  "model has no OOD calibration")
+    ood_reasons: list[str] = Field(default_factory=list,
+                                   description="the checks that warned, worst first")
     disclaimer: str = Field(default=DISCLAIMER)
 
 
@@ -51,4 +61,6 @@ class ModelCardResponse(BaseModel):
     checksum: str
     classes: list[str]
     card: dict = Field(description="the model card: architecture, preprocessing, metrics...")
+    ood: dict = Field(default_factory=dict,
+                      description="out-of-distribution warnings: calibrated or not, thresholds")
     disclaimer: str = Field(default=DISCLAIMER)

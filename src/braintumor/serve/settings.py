@@ -7,6 +7,7 @@ that turns command-line flags and ``$BRAINTUMOR_API_KEY`` into settings.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -18,6 +19,16 @@ MULTIPART_OVERHEAD_BYTES = 16 * 1024
 # Larger than any MRI slice (a 4096 x 4096 scan is already unusual) and small enough that
 # the PNGs returned by /v1/explain stay quick to encode.
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Twice the longest side of any training image (512 px): the model sees a 224 px crop, so
+# a larger slice gains nothing from its extra pixels but costs memory in proportion.
+DEFAULT_MAX_SIDE = 2048
+# With the idle server (~0.5 GB with the model) this keeps a flood of 4096 x 4096 16-bit
+# uploads under 1.5 GB (benchmarks/serve_memory.py); three such scans decode at once.
+DEFAULT_DECODE_BUDGET_MB = 1024
+DEFAULT_MAX_DECODES = 4
+DEFAULT_DECODE_WAIT_S = 60.0
+DEFAULT_BODY_TIMEOUT_S = 120.0
+DEFAULT_BODY_IDLE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,25 @@ class ServeSettings:
     api_key: str | None = None  # None: /v1 routes are open (fine on 127.0.0.1)
     cors_origins: tuple[str, ...] = field(default_factory=tuple)  # empty: no CORS headers
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # Memory per upload (serve/limits.py): rasters with a longer side are decoded reduced
+    # (None: never); the decode costs of all requests in flight stay within the budget;
+    # at most max_decodes decode at once; a request waits this long for room, then 503.
+    max_side: int | None = DEFAULT_MAX_SIDE
+    decode_budget_bytes: int = DEFAULT_DECODE_BUDGET_MB * 1024 * 1024
+    max_decodes: int = DEFAULT_MAX_DECODES
+    decode_wait_seconds: float = DEFAULT_DECODE_WAIT_S
+    # A body must arrive within body_timeout_seconds, with no gap longer than
+    # body_idle_seconds between its chunks, else 408: a slow client cannot hold a worker.
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_S
+    body_idle_seconds: float = DEFAULT_BODY_IDLE_S
 
     def __post_init__(self) -> None:
+        for name in ("decode_budget_bytes", "max_decodes", "decode_wait_seconds",
+                     "body_timeout_seconds", "body_idle_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_side is not None and self.max_side < 64:
+            raise ValueError(f"max_side must be at least 64 px (or None), got {self.max_side}")
         if self.max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
         if self.max_pixels < 1:
@@ -53,8 +81,30 @@ class ServeSettings:
         mb = float(getattr(args, "max_upload_mb", 20.0))
         if mb <= 0:
             raise ValueError(f"--max-upload-mb must be positive, got {mb}")
+        max_side = getattr(args, "max_side", DEFAULT_MAX_SIDE)
         return cls(
             max_upload_bytes=int(mb * 1024 * 1024),
             api_key=key,
             cors_origins=tuple(getattr(args, "cors_origin", None) or ()),
+            max_side=max_side if max_side else None,  # --max-side 0: never reduce
+            decode_budget_bytes=int(float(getattr(args, "decode_budget_mb",
+                                                  DEFAULT_DECODE_BUDGET_MB)) * 1024 * 1024),
+            max_decodes=int(getattr(args, "max_decodes", DEFAULT_MAX_DECODES)),
+            decode_wait_seconds=float(getattr(args, "decode_wait", DEFAULT_DECODE_WAIT_S)),
+            body_timeout_seconds=float(getattr(args, "body_timeout", DEFAULT_BODY_TIMEOUT_S)),
         )
+
+    def to_json(self) -> dict:
+        """Everything but the API key (it travels in its own environment variable), for
+        the worker processes of ``--workers > 1``."""
+        data = dataclasses.asdict(self)
+        data.pop("api_key")
+        data["cors_origins"] = list(self.cors_origins)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, api_key: str | None) -> ServeSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["cors_origins"] = tuple(values.get("cors_origins", ()))
+        return cls(api_key=api_key, **values)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 
 class ConfigError(ValueError):
@@ -46,76 +45,129 @@ class AugmentConfig:
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+def flag(help: str, *, fixed_on_resume: bool = False,
+         name: str | None = None) -> dict[str, Any]:
+    """Field metadata that makes a :class:`TrainConfig` field a ``braintumor train`` flag.
+
+    The flag is ``--<field-name>`` (``name`` overrides that), typed from the field's
+    annotation: ``int``/``float`` fields parse as such, a ``bool`` takes ``on``/``off``.
+    ``fixed_on_resume``: ``--resume`` refuses a value that differs from the run's
+    ``config.yaml`` (the saved schedule and split depend on it). ``help`` is required: every
+    option of every subcommand has a help text (tests/test_cli_help.py).
+    """
+    return {"flag": {"help": help, "name": name}, "fixed_on_resume": fixed_on_resume}
+
+
+def fixed(**field_kwargs: Any) -> Any:
+    """A config-file-only field that ``--resume`` may not change."""
+    return field(**field_kwargs, metadata={"fixed_on_resume": True})
+
+
 @dataclass
 class TrainConfig:
-    data: str | None = None
-    out: str = "runs/braintumor-net"
-    model: str = "braintumor-net"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 128
-    epochs: int = 20
+    data: str | None = field(default=None, metadata=flag("dataset folder or CSV "
+                                                          "(default: $DATA)"))
+    out: str = field(default="runs/braintumor-net", metadata=flag("run directory"))
+    model: str = field(default="braintumor-net", metadata=flag(
+        "model name from the registry (default: braintumor-net)", fixed_on_resume=True))
+    model_kwargs: dict[str, Any] = fixed(default_factory=dict)
+    image_size: int = field(default=128, metadata=flag(
+        "model input size in pixels (square)", fixed_on_resume=True))
+    epochs: int = field(default=20, metadata=flag(
+        "training epochs (upper bound with --patience)", fixed_on_resume=True))
     # Progressive resizing (fast.ai; Tan & Le 2021, EfficientNetV2): the first
     # ``low_res_epochs`` training epochs see each batch resized to ``low_res_size`` px, which
     # costs about (low/full)^2 of a step, so more epochs fit the same time; the rest, and every
     # validation pass, run at ``image_size``. None / 0: off.
-    low_res_size: int | None = None
-    low_res_epochs: int = 0
-    batch_size: int = 64
-    optimizer: str = "adamw"  # adam | adamw | sgd (Nesterov momentum; see configure_optimizers)
-    lr: float = 3e-3  # peak learning rate of the schedule
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"  # onecycle | cosine | constant
+    low_res_size: int | None = field(default=None, metadata=flag(
+        "progressive resizing: train the first --low-res-epochs at this size",
+        fixed_on_resume=True))
+    low_res_epochs: int = field(default=0, metadata=flag(
+        "how many first epochs train at --low-res-size", fixed_on_resume=True))
+    batch_size: int = field(default=64, metadata=flag("images per training step",
+                                                       fixed_on_resume=True))
+    # No argparse choices for the optimizer: validate() holds the one list (OPTIMIZERS).
+    optimizer: str = field(default="adamw", metadata=flag(
+        "adamw (default), adam, or sgd (Nesterov momentum; OneCycle cycles it between 0.95 "
+        "and 0.85)", fixed_on_resume=True))
+    lr: float = field(default=3e-3, metadata=flag("peak learning rate of the schedule",
+                                                  fixed_on_resume=True))
+    weight_decay: float = field(default=5e-4, metadata=flag(
+        "decoupled weight decay (AdamW) or L2"))
+    schedule: str = fixed(default="onecycle")  # onecycle | cosine | constant
     warmup_fraction: float = 0.15  # of all steps (onecycle pct_start, cosine warm-up)
-    label_smoothing: float = 0.0
+    label_smoothing: float = field(default=0.0, metadata=flag(
+        "label smoothing of the loss (0-1)"))
     # Exponential moving average of the weights (training/ema.py, decay warmed up): validation,
     # checkpoints and the bundle use the averaged weights. None disables it.
-    ema_decay: float | None = None
-    class_weights: bool = True
+    ema_decay: float | None = field(default=None, metadata=flag(
+        "keep an exponential moving average of the weights (e.g. 0.995)", fixed_on_resume=True))
+    class_weights: bool = field(default=True, metadata=flag(
+        "weight the loss by inverse class frequency"))
     # Auxiliary tumour-mask loss (training/mask_loss.py): a folder of binary masks mirroring
     # the dataset (``masks``) supervises where the tumour is, on the feature map of
     # ``mask_layer`` (default: the model's Grad-CAM target layer), with weight
     # ``mask_loss_weight``. Images of ``mask_empty_classes`` (e.g. notumor) count as having an
     # empty mask; other images without a mask file are left out of that loss. None: off.
-    masks: str | None = None
-    mask_loss_weight: float = 0.5
-    mask_layer: str | None = None
+    masks: str | None = field(default=None, metadata=flag(
+        "folder of tumour masks mirroring the dataset: adds an auxiliary loss on where the "
+        "tumour is (training only)", fixed_on_resume=True))
+    mask_loss_weight: float = field(default=0.5, metadata=flag(
+        "weight of that loss (default 0.5)"))
+    mask_layer: str | None = fixed(default=None)
     mask_empty_classes: list[str] = field(default_factory=list)
-    seed: int = 42
-    val_fraction: float = 0.15
+    seed: int = field(default=42, metadata=flag(
+        "random seed (split, initialisation, order)", fixed_on_resume=True))
+    val_fraction: float = field(default=0.15, metadata=flag(
+        "share of the training split held out for validation", fixed_on_resume=True))
     monitor: str = "val_loss"  # val_loss (min) | val_acc | val_f1 (max)
-    patience: int = 8  # epochs without improvement before early stopping; 0 disables
-    max_train_images: int | None = None
+    # Epochs without improvement before early stopping; 0 disables.
+    patience: int = field(default=8, metadata=flag(
+        "stop after this many epochs without a better validation score"))
+    max_train_images: int | None = field(default=None, metadata=flag(
+        "use a subset (for quick checks)", fixed_on_resume=True))
     # Share of the training part kept (whole duplicate groups, seeded), taken after the
     # validation split, which therefore stays the same: learning curves, fine-tuning vs
     # scratch. None: all of it.
-    train_fraction: float | None = None
+    train_fraction: float | None = field(default=None, metadata=flag(
+        "keep this share of the training part (validation unchanged)", fixed_on_resume=True))
     # At most this many members of each near-duplicate group of the training part per epoch
     # (drawn anew every epoch; training/data.py GroupCappedSampler). None: every image.
-    max_group_copies: int | None = None
+    max_group_copies: int | None = field(default=None, metadata=flag(
+        "per epoch, train on at most this many of each near-duplicate group",
+        fixed_on_resume=True))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    precision: str = "auto"  # auto: bf16-mixed on CPUs where it is supported and faster
-    num_threads: int | None = None
+    accelerator: str = field(default="auto", metadata=flag("cpu, gpu, auto (Lightning)"))
+    devices: str = field(default="auto", metadata=flag("Lightning devices, e.g. 1, 4 or auto"))
+    strategy: str = field(default="auto", metadata=flag("Lightning strategy, e.g. ddp"))
+    num_nodes: int = field(default=1, metadata=flag(
+        "machines for multi-node training (Lightning)"))
+    # auto: bf16-mixed on CPUs where it is supported and faster
+    precision: str = field(default="auto", metadata=flag(
+        "Lightning precision, e.g. 32, bf16-mixed, 16-mixed"))
+    num_threads: int | None = field(default=None, metadata=flag("torch CPU threads"))
     channels_last: bool = False
     deterministic: bool = True
     progress_bar: bool = True
-    export_bundle: str | None = None
+    export_bundle: str | None = field(default=None, metadata=flag(
+        "also write the trained model as a bundle here"))
     # Fine-tuning (training/init_from.py): start from the weights of a bundle folder, a
     # Lightning checkpoint, a run folder or ``bundled`` (the shipped model); same architecture
     # as ``model``/``model_kwargs``. The card records the parent's weights SHA-256. None: from
     # scratch.
-    init_from: str | None = None
+    init_from: str | None = field(default=None, metadata=flag(
+        "fine-tune: start from a bundle, run folder, .ckpt, or 'bundled'"))
     # Class list other than the data's folders (data/labels.py parse_class_spec): names
     # (``glioma,meningioma,newtype``) or a relabelling (``tumour=glioma+meningioma+pituitary,
     # notumor=notumor``). With init_from, a class list that differs from the parent's gets a
     # new classifier (rows of classes the parent knew keep its weights). None: the folders.
-    custom_classes: str | None = None
+    custom_classes: str | None = field(default=None, metadata=flag(
+        "class list (a,b,c) or relabelling (tumour=glioma+meningioma+pituitary,"
+        "notumor=notumor); a new classifier where it differs", fixed_on_resume=True))
     # Parameter-name prefixes kept fixed while training (``stem``, ``stages.0``; batch-norm
     # statistics in them too): the early, generic layers of a parent model.
-    freeze: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list, metadata=flag(
+        "keep these parameter prefixes fixed (comma-separated), e.g. stem,stages.0"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,12 +176,9 @@ class TrainConfig:
         return d
 
     def dump(self, path: str | Path) -> None:
+        import yaml  # here, not at the top: cli.py imports this module for --help
+
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-
-_CLI_NAMES = {  # argparse dest -> config field, where they differ
-    "class_weights": "class_weights",
-}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -144,6 +193,8 @@ def _read_file(path: Path) -> dict[str, Any]:
                 import tomli as tomllib
             data = tomllib.loads(text)
         else:
+            import yaml
+
             data = yaml.safe_load(text) or {}
     except Exception as exc:
         raise ConfigError(f"{path}: cannot parse config: {exc}") from exc
@@ -258,21 +309,61 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return _build(data, source)
 
 
-def overrides_from_args(args) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainFlag:
+    """One ``braintumor train`` flag, as :func:`train_flags` derives it from a field."""
+
+    name: str  # e.g. "--batch-size"
+    dest: str  # the TrainConfig field
+    kwargs: dict[str, Any]  # the rest of argparse's add_argument
+
+
+def _flag_type(annotation: Any) -> Any:
+    """The one non-None type of a field annotation (``int | None`` -> ``int``)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def _comma_list(text: str) -> list[str]:
+    """``stem, stages.0`` -> ``["stem", "stages.0"]`` (empty items dropped)."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def train_flags() -> list[TrainFlag]:
+    """The CLI flags of ``braintumor train``, one per :class:`TrainConfig` field with
+    :func:`flag` metadata, in field order; every default is None, so that a flag overrides
+    the config file only when it is given."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for f in fields(TrainConfig):
+        spec = f.metadata.get("flag")
+        if spec is None:
+            continue
+        kwargs: dict[str, Any] = {"help": spec["help"]}
+        kind = _flag_type(hints[f.name])
+        if typing.get_origin(hints[f.name]) is list:  # a list[str] given as a,b,c
+            kwargs["type"] = _comma_list
+        elif kind is bool:
+            kwargs["choices"] = ["on", "off"]
+        elif kind in (int, float):
+            kwargs["type"] = kind
+        out.append(TrainFlag(spec["name"] or "--" + f.name.replace("_", "-"), f.name, kwargs))
+    return out
+
+
+def fixed_on_resume() -> tuple[str, ...]:
+    """The fields ``--resume`` may not change (see :func:`flag`)."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("fixed_on_resume"))
+
+
+def overrides_from_args(args: Any) -> dict[str, Any]:
     """The CLI flags of ``braintumor train`` that were given, as config fields."""
-    names = ["data", "model", "out", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
-             "image_size", "low_res_size", "low_res_epochs",
-             "seed", "val_fraction", "label_smoothing", "ema_decay", "patience", "max_train_images",
-             "masks", "mask_loss_weight", "max_group_copies",
-             "accelerator", "devices", "strategy", "num_nodes", "precision", "num_threads",
-             "export_bundle", "init_from", "custom_classes", "train_fraction"]
-    out = {n: getattr(args, n, None) for n in names}
-    freeze = getattr(args, "freeze", None)
-    if freeze is not None:
-        out["freeze"] = [p.strip() for p in freeze.split(",") if p.strip()]
-    cw = getattr(args, "class_weights", None)
-    if cw is not None:
-        out["class_weights"] = cw == "on"
+    out: dict[str, Any] = {}
+    for flag_ in train_flags():
+        value = getattr(args, flag_.dest, None)
+        if "choices" in flag_.kwargs and value is not None:  # a bool given as on/off
+            value = value == "on"
+        out[flag_.dest] = value
     return out
 
 

@@ -1,4 +1,7 @@
-"""Training data from the decoded cache: index, split, check, and serve uint8 tensors.
+"""Training data from the decoded cache: index, check, split, and serve uint8 tensors.
+
+The split itself is :func:`braintumor.data.splits.plan_split` (a pure function of the cache
+and the run's settings, so that the evidence checks can recompute it from a bundle's card).
 
 Every image is decoded once into the cache (``braintumor.data.cache``); an epoch only
 slices an in-memory uint8 tensor (7019 x 128 x 128 = 115 MB), so the DataLoader needs no
@@ -9,9 +12,7 @@ LightningModule scales and augments whole batches.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,85 +22,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from braintumor.data.cache import CachedDataset, build_cache
+from braintumor.data.cache import build_cache
 from braintumor.data.datasets import SPLIT_NAMES, DatasetIndex, discover
 from braintumor.data.labels import parse_class_spec
 from braintumor.data.masks import masks_for_rows
 from braintumor.data.preprocess import PreprocessConfig
+from braintumor.data.splits import (
+    TrainingDataError,
+    card_split_settings,
+    plan_split,
+    training_labels,
+    training_samples,
+)
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDataError(ValueError):
-    """The data cannot train a classifier (empty class, class absent from validation...)."""
-
-
-def split_train_val(labels: np.ndarray, groups: np.ndarray | None, val_fraction: float,
-                    seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(train_idx, val_idx, method): duplicate-aware when ``braintumor.data.splits`` exists.
-
-    Near-duplicate images (mirrors, re-exports) must not straddle train/validation, or the
-    validation score that selects the checkpoint is inflated. Engineer B's
-    ``stratified_group_split`` does that; until it is importable each sample is its own group
-    in a plain stratified split with the same signature.
-    """
-    try:
-        from braintumor.data.splits import stratified_group_split
-    except ImportError:
-        from sklearn.model_selection import train_test_split
-
-        idx = np.arange(len(labels))
-        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed,
-                                  stratify=labels)
-        return np.sort(tr), np.sort(va), "stratified (each image its own group)"
-    if groups is None:
-        groups, method = np.arange(len(labels)), "stratified (each image its own group)"
-    else:
-        n_dup = int(len(groups) - len(np.unique(groups)))
-        method = (f"stratified, duplicate-aware: {len(np.unique(groups))} duplicate groups "
-                  f"({n_dup} images share a group with another) never straddle train/val")
-    tr, va = stratified_group_split(labels, groups, val_fraction, seed)
-    return np.sort(np.asarray(tr)), np.sort(np.asarray(va)), method
-
-
-def _relabel(labels: list[str], classes: list[str], mapping: dict[str, str] | None,
-             data: Path) -> list[str]:
-    """The training class of every cached image under a ``--custom-classes`` spec.
-
-    A folder class the spec does not name is an error rather than dropped: leaving images
-    out silently would change what the model was trained on without anyone asking.
-    """
-    if mapping is None:
-        extra = sorted(set(labels) - set(classes))
-        if extra:
-            raise TrainingDataError(f"{data} has class folder(s) {extra} that --custom-classes "
-                                    f"({', '.join(classes)}) does not list")
-        return labels
-    unmapped = sorted(set(labels) - set(mapping))
-    if unmapped:
-        raise TrainingDataError(f"{data} has class folder(s) {unmapped} that the "
-                                "--custom-classes relabelling does not map to a class")
-    return [mapping[lbl] for lbl in labels]
-
-
-def _group_subset(rows: np.ndarray, groups: np.ndarray | None, fraction: float,
-                  seed: int) -> np.ndarray:
-    """About ``fraction`` of ``rows`` as whole duplicate groups, seeded; the validation split
-    is made before and stays the same, so runs on 5 % and 100 % are scored alike."""
-    groups = np.arange(len(rows)) if groups is None else groups
-    uniq = np.random.default_rng(seed + 1).permutation(np.unique(groups))
-    sizes = np.array([(groups == g).sum() for g in uniq])
-    keep = uniq[: int(np.searchsorted(np.cumsum(sizes), fraction * len(rows))) + 1]
-    return np.sort(rows[np.isin(groups, keep)])
-
-
-def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray | None:
-    """A group id per row (near-duplicates share one), or None when B's module is absent."""
-    try:
-        from braintumor.data.duplicates import duplicate_groups
-    except ImportError:
-        return None
-    return np.asarray(duplicate_groups([cached.paths[i] for i in rows]))
 
 
 def _empty_class_dirs(root: Path) -> list[str]:
@@ -202,7 +138,7 @@ class CacheDataModule(L.LightningDataModule):
         self.train_fraction = train_fraction
         self.custom_classes = custom_classes  # data/labels.py parse_class_spec
         self.max_group_copies = max_group_copies
-        self.train_groups: np.ndarray | None = None
+        self.train_groups: np.ndarray | None = None  # set by prepare()
         self._capped_sampler: GroupCappedSampler | None = None  # built once, on first use
         self.data = Path(data)
         self.pre = PreprocessConfig(image_size=image_size)
@@ -214,6 +150,7 @@ class CacheDataModule(L.LightningDataModule):
         self.masks = Path(masks) if masks else None
         self.mask_empty_classes = list(mask_empty_classes)
         self.mask_summary: dict | None = None
+        self.summary: SplitSummary  # set by prepare()
         self._prepared = False
 
     def prepare(self) -> SplitSummary:
@@ -232,7 +169,7 @@ class CacheDataModule(L.LightningDataModule):
             raise TrainingDataError(
                 "class folder(s) without images: " + ", ".join(empty)
                 + "; every class needs training images (remove the folder or add images)")
-        train_samples = index.split("train") or [s for s in index.samples if s.split is None]
+        train_samples = training_samples(index)
         if self.masks is not None and not self.masks.is_dir():
             raise TrainingDataError(f"masks folder {self.masks} does not exist")
         unknown = sorted(set(self.mask_empty_classes) - set(index.classes))
@@ -250,48 +187,18 @@ class CacheDataModule(L.LightningDataModule):
             warnings.warn(msg, stacklevel=2)
             log.warning(msg)
         self.classes = list(index.classes)
-        source_labels = list(cached.labels)
+        row_labels = None
         if class_list is not None:
-            source_labels = _relabel(source_labels, class_list, class_map, self.data)
+            row_labels = training_labels(cached.labels, class_list, class_map, self.data)
             self.classes = class_list
-        present = Counter(lbl for lbl, sp in zip(source_labels, cached.splits, strict=True)
-                          if sp != "test")
-        missing = [c for c in self.classes if present[c] == 0]
-        if missing:
-            raise TrainingDataError(f"no readable training image for class(es) {missing}")
-        labels = np.array([self.classes.index(lbl) for lbl in source_labels], dtype=np.int64)
-        is_test = np.array([s == "test" for s in cached.splits])
-        pool = np.flatnonzero(~is_test)
-        if self.max_train_images and len(pool) > self.max_train_images:
-            rng = np.random.default_rng(self.seed)
-            pool = np.sort(rng.choice(pool, self.max_train_images, replace=False))
-        small = [self.classes[c] for c, n in Counter(labels[pool].tolist()).items() if n < 2]
-        if small:
-            raise TrainingDataError(
-                f"class(es) {small} have fewer than 2 training images: one is needed for "
-                "training and one for validation")
-        n_val = int(np.ceil(self.val_fraction * len(pool)))
-        if n_val < len(self.classes) or len(pool) - n_val < len(self.classes):
-            raise TrainingDataError(
-                f"val_fraction={self.val_fraction} of {len(pool)} training images gives "
-                f"{n_val} validation images, too few for one of each of the "
-                f"{len(self.classes)} classes; add images or change --val-fraction")
-        groups = duplicate_group_ids(cached, pool)
-        tr, va, method = split_train_val(labels[pool], groups, self.val_fraction, self.seed)
-        if self.train_fraction is not None and self.train_fraction < 1:
-            tr = _group_subset(tr, None if groups is None else np.asarray(groups)[tr],
-                               self.train_fraction, self.seed)
-        self.train_rows, self.val_rows = pool[tr], pool[va]
-        if groups is not None:
-            self.train_groups = np.asarray(groups)[tr]
-        self.test_rows = np.flatnonzero(is_test)
-        missing_val = sorted(set(range(len(self.classes))) - set(labels[self.val_rows].tolist()))
-        if missing_val:
-            names = [self.classes[i] for i in missing_val]
-            raise TrainingDataError(
-                f"class(es) {names} have no validation image (val_fraction={self.val_fraction}"
-                f" of {len(pool)} images); add images or raise --val-fraction")
-        self.cached, self.labels = cached, labels
+        plan = plan_split(cached, self.classes, self.val_fraction, self.seed,
+                          self.max_train_images, train_fraction=self.train_fraction,
+                          row_labels=row_labels)
+        self.train_rows, self.val_rows, self.test_rows = (plan.train_rows, plan.val_rows,
+                                                          plan.test_rows)
+        self.train_groups = plan.train_groups
+        self.cached, self.labels = cached, plan.labels
+        labels = plan.labels
         images = torch.from_numpy(np.array(cached.images))  # a writable in-memory copy
         targets = torch.from_numpy(labels)
         self._tensors = {
@@ -307,11 +214,12 @@ class CacheDataModule(L.LightningDataModule):
         counts = {name: {c: int((labels[rows] == i).sum()) for i, c in enumerate(self.classes)}
                   for name, rows in (("train", self.train_rows), ("val", self.val_rows),
                                      ("test", self.test_rows))}
-        self.summary = SplitSummary(self.classes, counts, list(cached.failed), method)
+        self.summary = SplitSummary(self.classes, counts, list(cached.failed), plan.method)
         self._prepared = True
         return self.summary
 
     def _train_masks(self, data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.masks is not None  # called only when masks were given
         rows = self.train_rows
         c = self.cached
         got = masks_for_rows([c.paths[r] for r in rows], [c.labels[r] for r in rows],
@@ -351,9 +259,7 @@ class CacheDataModule(L.LightningDataModule):
         if self.max_group_copies is None:
             return None
         if self._capped_sampler is None:
-            if self.train_groups is None:
-                raise TrainingDataError("max_group_copies needs the duplicate grouping "
-                                        "(braintumor.data.duplicates), which is unavailable")
+            assert self.train_groups is not None, "prepare() sets the training groups"
             self._capped_sampler = GroupCappedSampler(self.train_groups, self.max_group_copies,
                                                       self.seed)
         return self._capped_sampler
@@ -378,39 +284,16 @@ class CacheDataModule(L.LightningDataModule):
         return len(self.test_rows) > 0
 
 
-
 def prepared_data_module(data: str | Path, image_size: int, val_fraction: float, seed: int,
-                         max_train_images: int | None = None) -> CacheDataModule:
+                         max_train_images: int | None = None,
+                         train_fraction: float | None = None,
+                         custom_classes: str | None = None) -> CacheDataModule:
     """The cache and split a run with these settings trains on (a pure function of them)."""
     dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                         max_train_images=max_train_images)
+                         max_train_images=max_train_images, custom_classes=custom_classes,
+                         train_fraction=train_fraction)
     dm.prepare()
     return dm
-
-
-def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: int,
-                max_train_images: int | None = None) -> dict[str, str]:
-    """Resolved Training image path -> "fit" or "val", as a run with these settings split it.
-
-    The split is a pure function of the data and these settings (duplicate-aware, seeded), so
-    a bundle's card, which records them, is enough to tell which images it trained on: the
-    evidence checks use that to measure only on images a model never fitted.
-    """
-    dm = prepared_data_module(data, image_size, val_fraction, seed, max_train_images)
-    sides = {}
-    for side, rows in (("fit", dm.train_rows), ("val", dm.val_rows)):
-        for r in rows:
-            sides[os.path.realpath(dm.cached.paths[r])] = side
-    return sides
-
-
-def card_split_settings(card: dict) -> tuple | None:
-    """(image_size, val_fraction, seed, max_train_images) from a bundle's card, if recorded."""
-    config = (card.get("training") or {}).get("config")
-    if not config:
-        return None
-    return (config["image_size"], config["val_fraction"], config["seed"],
-            config.get("max_train_images"))
 
 
 def bundle_data_module(card: dict, data: str | Path) -> CacheDataModule | None:
@@ -419,8 +302,3 @@ def bundle_data_module(card: dict, data: str | Path) -> CacheDataModule | None:
     settings = card_split_settings(card)
     return None if settings is None else prepared_data_module(data, *settings)
 
-
-def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:
-    """:func:`split_sides` for the run a bundle's card describes; None if it records none."""
-    settings = card_split_settings(card)
-    return None if settings is None else split_sides(data, *settings)

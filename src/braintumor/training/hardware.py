@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ def cpu_model() -> str:
 
 
 def hardware_summary() -> dict:
-    info = {
+    info: dict[str, object] = {
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -81,7 +82,8 @@ def _steps_per_second(model: nn.Module, image_size: int, batch_size: int, bf16: 
     return 1.0 / best
 
 
-def choose_cpu_precision(make_model, image_size: int, batch_size: int, steps: int = 3
+def choose_cpu_precision(make_model: Callable[[], nn.Module], image_size: int,
+                         batch_size: int, steps: int = 3
                          ) -> tuple[str, dict]:
     """("bf16-mixed" or "32-true", measurement) for CPU training of ``make_model()``."""
     if not cpu_supports_bf16():

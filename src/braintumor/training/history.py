@@ -11,6 +11,7 @@ import csv
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
@@ -34,20 +35,21 @@ class EpochCSV(L.Callback):
         self._t0 = 0.0
         self._seen = 0
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # (not on_fit_start: a resumed run's epoch counter is restored only after it)
         if trainer.global_rank != 0:
             return
         keep = [r for r in read_metrics(self.path) if r["epoch"] < trainer.current_epoch]
         self._write(keep)
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._seen = time.perf_counter(), 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
         self._seen += len(batch[1])
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after this epoch's validation loop, so val metrics are in callback_metrics.
         if trainer.global_rank != 0 or trainer.sanity_checking:
             return

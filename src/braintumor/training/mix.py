@@ -13,6 +13,7 @@ weights and label smoothing of the plain loss working unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,7 @@ class MixedBatch:
     y_b: torch.Tensor
     lam: float
 
-    def loss(self, loss_fn, logits: torch.Tensor) -> torch.Tensor:
+    def loss(self, loss_fn: Callable[..., torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
         if self.lam >= 1.0:
             return loss_fn(logits, self.y_a)
         return self.lam * loss_fn(logits, self.y_a) + (1.0 - self.lam) * loss_fn(logits, self.y_b)

@@ -6,7 +6,11 @@ scales them to [0, 1] and, in training only, augments the whole batch there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import lightning as L
+import numpy as np
 import torch
 import torchmetrics
 from torch import nn
@@ -18,7 +22,7 @@ from braintumor.training.mask_loss import MaskLoss
 from braintumor.training.mix import BatchMix
 
 
-def class_weights(counts, enabled: bool) -> torch.Tensor | None:
+def class_weights(counts: Sequence[float] | np.ndarray, enabled: bool) -> torch.Tensor | None:
     """Inverse-frequency weights, normalised to mean 1 (so the loss scale stays comparable)."""
     if not enabled:
         return None
@@ -36,7 +40,8 @@ class Classifier(L.LightningModule):
         self.model = create_model(cfg.model, num_classes=num_classes, in_channels=1,
                                   image_size=cfg.image_size, **cfg.model_kwargs)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's overloads do not list it.
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.augment = BatchAugment(cfg.augment)
         self.mask_loss: MaskLoss | None = None
         if cfg.masks:
@@ -55,7 +60,7 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
         images, labels, *mask = batch  # training batches may carry (masks, has_mask)
         x = images.float().div_(255.0).unsqueeze(1)
         masks = mask[0].float().div_(255.0).unsqueeze(1) if mask else None
@@ -100,7 +105,7 @@ class Classifier(L.LightningModule):
 
         return shrink(x), None if masks is None else shrink(masks).clamp_(0.0, 1.0)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y, *mask = batch
         mixed = self.mix(x, y)  # after the per-step reseed: repeatable on resume
         loss = mixed.loss(self.loss_fn, self.model(mixed.x))
@@ -114,7 +119,7 @@ class Classifier(L.LightningModule):
             loss = loss + self.cfg.mask_loss_weight * mask_loss
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         logits = self.model(x).float()
         loss = nn.functional.cross_entropy(logits, y)  # unweighted: comparable across runs
@@ -125,9 +130,10 @@ class Classifier(L.LightningModule):
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
         self.log("val_f1", self.val_f1, on_epoch=True, prog_bar=True)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:  # an optimizer, or Lightning's dict with a schedule
         cfg = self.cfg
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for p in self.parameters():  # the model's, then the mask head's (if any)
             # Weight decay on batch-norm scales and biases only shrinks them; leave them out.
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -136,7 +142,8 @@ class Classifier(L.LightningModule):
         if cfg.optimizer == "sgd":
             # Coupled L2 decay, as SGD recipes for CNNs trained from scratch use it; OneCycle
             # then cycles the momentum (0.95 -> 0.85 -> 0.95) as it cycles Adam's beta1.
-            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9,
+                                                         nesterov=True)
         else:
             opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
             opt = opt_cls(groups, lr=cfg.lr)
@@ -144,7 +151,7 @@ class Classifier(L.LightningModule):
             return opt
         total = int(self.trainer.estimated_stepping_batches)
         if cfg.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(
+            sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
                 opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=cfg.warmup_fraction,
                 div_factor=25.0, final_div_factor=1e3)
         else:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -23,19 +24,19 @@ import torch
 import yaml
 
 from braintumor import DISCLAIMER
-from braintumor.data.datasets import DatasetError
+from braintumor.evaluation.calibration import fit_temperature
+from braintumor.evaluation.metrics import headline_metrics
 from braintumor.models import create_model, model_info, save_bundle
-from braintumor.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from braintumor.models.registry import ModelInfo
+from braintumor.models.runtime import predict_logits
+from braintumor.training.checkpoint_io import AtomicCheckpointIO
 from braintumor.training.config import (
-    ConfigError,
     TrainConfig,
-    load_config,
-    overrides_from_args,
+    fixed_on_resume,
     replace,
 )
-from braintumor.training.data import CacheDataModule, TrainingDataError
+from braintumor.training.data import CacheDataModule, SplitSummary
 from braintumor.training.ema import WarmupEMA
-from braintumor.training.export import headline_metrics, logits_for, temperature_from_validation
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
 from braintumor.training.init_from import (
@@ -48,11 +49,30 @@ from braintumor.training.init_from import (
 )
 from braintumor.training.module import Classifier
 
+if TYPE_CHECKING:
+    from braintumor.training.monitoring import FullSizeCheckpoint
+
 log = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says what to do."""
+
+
+@dataclass
+class FitRecord:
+    """What the fit itself decided, for the card: written by :func:`train`, read by
+    :func:`write_bundle`."""
+
+    command: str | None
+    precision_probe: dict
+    epochs_run: int
+    best_checkpoint: Path
+    fit_seconds: float
+    t_start: float  # perf_counter() when train() began, for the run's wall time
+    resumed: bool
+    # Fine-tuning: the model these weights started from (None: from scratch).
+    parent: dict | None = None
 
 
 def _resolve_precision(cfg: TrainConfig) -> tuple[str, str, dict]:
@@ -81,9 +101,50 @@ def _load_best_weights(module: Classifier, ckpt: Path) -> None:
 def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None) -> dict:
     """Train, evaluate and export; returns the summary written to ``summary.json``."""
     t_start = time.perf_counter()
+    out = Path(cfg.out)
+    last = out / "checkpoints" / "last.ckpt"
+    data = _check_start(cfg, out, resume)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = CacheDataModule(data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
+                         cfg.max_train_images, masks=cfg.masks,
+                         mask_empty_classes=cfg.mask_empty_classes,
+                         max_group_copies=cfg.max_group_copies,
+                         custom_classes=cfg.custom_classes,
+                         train_fraction=cfg.train_fraction)
+    split = dm.prepare()
+
+    accelerator, precision, probe = _resolve_precision(cfg)
+    cfg = replace(cfg, accelerator=accelerator, precision=precision)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        cfg.dump(out / "config.yaml")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
+    per_epoch = dm.class_counts()  # with a group cap, what an epoch holds
+    module = Classifier(cfg, len(split.classes), per_epoch.tolist())
+    parent, frozen_norms = _init_from_parent(cfg, module, split.classes)
+    info = model_info(module.model, cfg.image_size)
+    _print_start(cfg, info, probe, split, per_epoch, len(dm.train_rows))
+
+    trainer, best_cb = build_trainer(cfg, out, frozen_norms=frozen_norms)
+    t_fit = time.perf_counter()
+    fit(trainer, module, dm, out, resume)
+    fit_seconds = time.perf_counter() - t_fit
+    if not trainer.is_global_zero:
+        return {}
+    best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
+    run = FitRecord(command, probe, trainer.current_epoch, best, fit_seconds, t_start, resume,
+                    parent)
+    return write_bundle(cfg, module, dm, split, info, run)
+
+
+def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> str:
+    """Refuse, before any work, a run that has no data or would overwrite or misread one;
+    returns the dataset path."""
     if cfg.data is None:
         raise TrainingError("no dataset: pass --data DIR (or set DATA)")
-    out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():
@@ -94,42 +155,49 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
                             "that run, or choose another --out (nothing was overwritten)")
     if resume:
         _check_resumable(cfg, out / "config.yaml")
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    return cfg.data
 
-    dm = CacheDataModule(cfg.data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
-                         cfg.max_train_images, masks=cfg.masks,
-                         mask_empty_classes=cfg.mask_empty_classes,
-                         max_group_copies=cfg.max_group_copies,
-                         custom_classes=cfg.custom_classes,
-                         train_fraction=cfg.train_fraction)
-    summary_data = dm.prepare()
-    classes = summary_data.classes
 
-    accelerator, precision, probe = _resolve_precision(cfg)
-    cfg = replace(cfg, accelerator=accelerator, precision=precision)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        cfg.dump(out / "config.yaml")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
-    per_epoch = dm.class_counts()  # with a group cap, what an epoch holds
-    module = Classifier(cfg, len(classes), per_epoch.tolist())
-    parent, frozen_norms = _init_from_parent(cfg, module, classes)
-    info = model_info(module.model, cfg.image_size)
-    print(f"{info}; precision {precision} ({probe}); split: "
-          + ", ".join(f"{k} {sum(v.values())}" for k, v in summary_data.counts.items()),
+def _init_from_parent(cfg: TrainConfig, module: Classifier, classes: list[str]
+                      ) -> tuple[dict | None, list]:
+    """Seed the model from ``cfg.init_from`` and freeze ``cfg.freeze``; (card entry, norms)."""
+    if not cfg.init_from:
+        return None, []
+    try:
+        parent = load_parent(cfg.init_from)
+        entry = init_from_parent(module.model, parent, cfg.model, cfg.model_kwargs, classes)
+        entry["frozen"] = freeze_parameters(module.model, cfg.freeze)
+    except InitFromError as exc:
+        raise TrainingError(str(exc)) from exc
+    print(f"fine-tuning from {parent.name} (sha256 {parent.sha256[:12]}…), classifier "
+          f"{entry['classifier']}" + (f"; frozen: {', '.join(cfg.freeze)}" if cfg.freeze else ""),
+          file=sys.stderr)
+    return entry, frozen_norm_layers(module.model, cfg.freeze)
+
+
+def _print_start(cfg: TrainConfig, info: ModelInfo, probe: dict, split: SplitSummary,
+                 per_epoch: np.ndarray, n_train: int) -> None:
+    """The start-up lines on stderr: model, precision, split, and what a capped epoch holds."""
+    print(f"{info}; precision {cfg.precision} ({probe}); split: "
+          + ", ".join(f"{k} {sum(v.values())}" for k, v in split.counts.items()),
           file=sys.stderr)
     if cfg.max_group_copies is not None:
         print(f"max_group_copies {cfg.max_group_copies}: an epoch draws "
-              f"{int(round(per_epoch.sum()))} of {len(dm.train_rows)} training images ("
-              + ", ".join(f"{c} {n:g}" for c, n in zip(classes, per_epoch, strict=True)) + ")",
-              file=sys.stderr)
+              f"{int(round(per_epoch.sum()))} of {n_train} training images ("
+              + ", ".join(f"{c} {n:g}" for c, n in zip(split.classes, per_epoch, strict=True))
+              + ")", file=sys.stderr)
 
+
+def build_trainer(cfg: TrainConfig, out: Path, *, frozen_norms: list | None = None
+                  ) -> tuple[L.Trainer, FullSizeCheckpoint]:
+    """The Lightning Trainer of a run (checkpoints, CSV/TensorBoard logs, EMA, early stopping)
+    and its best-checkpoint callback; ``cfg``'s accelerator and precision already resolved.
+    ``frozen_norms``: batch-norm layers of ``--freeze`` prefixes, kept in eval mode."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from braintumor.training.monitoring import FullSizeCheckpoint, FullSizeEarlyStopping
 
+    ckpt_dir = out / "checkpoints"
     mode = "min" if cfg.monitor == "val_loss" else "max"
     full_size_from = cfg.low_res_epochs  # 0 without progressive resizing (validated)
     best_cb = FullSizeCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor,
@@ -153,19 +221,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
         from lightning.pytorch.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(out, name="tensorboard", version=""))
-    except ImportError:
+    except ImportError:  # tensorboard is a dev extra: the CSV log and curves.png remain
         pass
-    deterministic: bool | str = cfg.deterministic
-    if cfg.deterministic and accelerator != "cpu":
+    deterministic: bool | Literal["warn"] = cfg.deterministic
+    if cfg.deterministic and cfg.accelerator != "cpu":
         deterministic = "warn"  # some CUDA kernels have no deterministic variant
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=accelerator, devices=_devices(cfg.devices),
-        strategy=cfg.strategy, num_nodes=cfg.num_nodes, precision=precision,
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=_devices(cfg.devices),
+        strategy=cfg.strategy, num_nodes=cfg.num_nodes,
+        precision=cfg.precision,  # type: ignore[arg-type]  # any Lightning accepts; it checks
         callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()],
-        deterministic=deterministic, enable_progress_bar=cfg.progress_bar,
+        deterministic=deterministic, enable_progress_bar=cfg.progress_bar and sys.stderr.isatty(),
         log_every_n_steps=10, default_root_dir=out,
     )
-    t_fit = time.perf_counter()
+    return trainer, best_cb
+
+
+def fit(trainer: L.Trainer, module: Classifier, dm: CacheDataModule, out: Path,
+        resume: bool) -> None:
+    """``trainer.fit`` from scratch or from ``last.ckpt``; Ctrl-C becomes a KeyboardInterrupt
+    that names the last complete checkpoint and how to resume."""
+    last = out / "checkpoints" / "last.ckpt"
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     except SystemExit as exc:  # Lightning turns Ctrl-C into a graceful shutdown + exit(1)
@@ -177,56 +253,60 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
             raise KeyboardInterrupt(f"training interrupted; last complete checkpoint: {where}; "
                                     "continue with the same command plus --resume") from exc
         raise
-    fit_seconds = time.perf_counter() - t_fit
-    if not trainer.is_global_zero:
-        return {}
 
-    best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
+
+def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
+                 split: SplitSummary, info: ModelInfo, run: FitRecord) -> dict:
+    """Evaluate the selected checkpoint, calibrate it on validation, and write the bundle(s)
+    with their card and ``summary.json``; returns the summary."""
+    out = Path(cfg.out)
+    best = run.best_checkpoint
+    classes = split.classes
     _load_best_weights(module, best)
     model = module.model.float().eval()
     cached = dm.cached
-    val_logits = logits_for(model, cached.images[dm.val_rows])
+    val_logits = predict_logits(model, np.asarray(cached.images[dm.val_rows]))
     val_labels = dm.labels[dm.val_rows]
-    temperature = temperature_from_validation(val_logits, val_labels)
+    temperature = fit_temperature(val_logits, val_labels)
     metrics = {"validation": headline_metrics(val_logits, val_labels, classes)}
     if dm.has_test():
-        test_logits = logits_for(model, cached.images[dm.test_rows])
+        test_logits = predict_logits(model, np.asarray(cached.images[dm.test_rows]))
         metrics["test"] = headline_metrics(test_logits, dm.labels[dm.test_rows], classes)
     rows = read_metrics(out / "metrics.csv")
     if rows:
         plot_curves(rows, out / "curves.png")
-    wall = time.perf_counter() - t_start
-    card = {
+    wall = time.perf_counter() - run.t_start
+    card: dict[str, Any] = {
         "intended_use": DISCLAIMER,
         "model": {"architecture": cfg.model, "model_kwargs": cfg.model_kwargs,
                   "parameters": info.parameters, "flops_per_image": info.flops,
                   "target_layer": getattr(model, "target_layer", None)},
         "data": {
-            "dataset": Path(cfg.data).resolve().name,
+            "dataset": dm.data.resolve().name,
             "description": "Brain Tumor MRI Dataset (Nickparvar, Kaggle, CC0): Training split, "
                            "validation carved out of it; Testing split used only for the "
                            "final test metrics",
-            "counts": summary_data.counts,
-            "validation_split": summary_data.split_method,
-            "skipped_unreadable": [p for p, _ in summary_data.failed],
+            "counts": split.counts,
+            "validation_split": split.split_method,
+            "skipped_unreadable": [p for p, _ in split.failed],
             # Masks supervised training only (auxiliary loss); None when none were used.
             "tumour_masks": dm.mask_summary,
         },
         "training": {
-            "command": command,
+            "command": run.command,
             "seed": cfg.seed,
             "config": cfg.to_dict(),
-            "precision": precision,
-            "precision_probe": probe,
-            "epochs_run": trainer.current_epoch,
+            "precision": cfg.precision,
+            "precision_probe": run.precision_probe,
+            "epochs_run": run.epochs_run,
             "best_checkpoint": best.name,
             "best_epoch": _best_epoch(rows, cfg.monitor),
             "wall_seconds": round(wall, 1),
-            "fit_seconds": round(fit_seconds, 1),
+            "fit_seconds": round(run.fit_seconds, 1),
             "hardware": hardware_summary(),
-            "resumed": resume,
+            "resumed": run.resumed,
             # Fine-tuning: the model these weights started from (None: from scratch).
-            "parent": parent,
+            "parent": run.parent,
         },
         "metrics": metrics,
     }
@@ -243,33 +323,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     return summary
 
 
-def _init_from_parent(cfg: TrainConfig, module: Classifier, classes: list[str]
-                      ) -> tuple[dict | None, list]:
-    """Seed the model from ``cfg.init_from`` and freeze ``cfg.freeze``; (card entry, norms)."""
-    if not cfg.init_from:
-        return None, []
-    try:
-        parent = load_parent(cfg.init_from)
-        entry = init_from_parent(module.model, parent, cfg.model, cfg.model_kwargs, classes)
-        entry["frozen"] = freeze_parameters(module.model, cfg.freeze)
-    except InitFromError as exc:
-        raise TrainingError(str(exc)) from exc
-    print(f"fine-tuning from {parent.name} (sha256 {parent.sha256[:12]}…), classifier "
-          f"{entry['classifier']}" + (f"; frozen: {', '.join(cfg.freeze)}" if cfg.freeze else ""),
-          file=sys.stderr)
-    return entry, frozen_norm_layers(module.model, cfg.freeze)
-
-
 def _check_resumable(cfg: TrainConfig, saved_path: Path) -> None:
     """Refuse a resume whose settings would not fit the saved optimiser/schedule state."""
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    keys = ("model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
-            "max_group_copies", "train_fraction", "custom_classes",
-            "batch_size", "schedule", "lr",
-            "optimizer", "seed", "val_fraction", "max_train_images", "ema_decay", "masks",
-            "mask_layer")
+    keys = fixed_on_resume()
     now = cfg.to_dict()
     changed = [k for k in keys if k in saved and saved[k] != now[k]]
     if changed:
@@ -298,37 +357,3 @@ def _best_epoch(rows: list[dict], monitor: str) -> int | None:
         return None
     pick = min(vals) if monitor == "val_loss" else max(vals, key=lambda v: (v[0], -v[1]))
     return pick[1] + 1
-
-
-def train_command(args) -> int:
-    """Handler of ``braintumor train``; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config_path = args.config
-    out = args.out
-    if args.resume and not config_path and out and (Path(out) / "config.yaml").is_file():
-        config_path = str(Path(out) / "config.yaml")  # continue with the run's own settings
-    try:
-        cfg = load_config(config_path, overrides_from_args(args))
-        if args.resume and not config_path and not out:
-            raise TrainingError("--resume needs --out RUN_DIR (or the run's --config)")
-        command = "braintumor " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-        summary = train(cfg, resume=args.resume, command=command)
-    except (ConfigError, DatasetError, TrainingDataError, TrainingError,
-            CheckpointWriteError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, CheckpointWriteError) else 1
-    except KeyboardInterrupt as exc:
-        print(f"\n{exc or 'training interrupted'}", file=sys.stderr)
-        return 130
-    if not summary:
-        return 0
-    m = summary["metrics"]
-    line = (f"done in {summary['wall_seconds']:.0f} s: validation accuracy "
-            f"{m['validation']['accuracy']:.4f}, macro-F1 {m['validation']['macro_f1']:.4f}")
-    if "test" in m:
-        line += (f"; test accuracy {m['test']['accuracy']:.4f}, "
-                 f"macro-F1 {m['test']['macro_f1']:.4f}")
-    print(line + f"\nbundle: {summary['bundle']}"
-          + (f" and {summary['exported_bundle']}" if summary["exported_bundle"] else ""),
-          file=sys.stderr)
-    return 0

@@ -23,10 +23,9 @@ from braintumor.data.readers.base import (
     ImageReader,
     LoadedImage,
     check_content,
-    robust_range,
-    scale_to_uint8,
 )
 from braintumor.data.readers.dicom import DicomReader
+from braintumor.data.readers.intensity import to_uint8
 from braintumor.data.readers.pil import PILReader, image_to_loaded
 
 # Tried in order; the first whose ``can_read`` accepts the data reads it. Pillow is last
@@ -49,11 +48,14 @@ __all__ = [
 
 
 def read_image(
-    source, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+    source, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None,
+    max_side: int | None = None,
 ) -> LoadedImage:
     """Decode ``source`` (path, bytes, numpy array or PIL image) into a grayscale slice.
 
-    ``name`` labels bytes/array inputs in messages (e.g. an upload's file name). Raises
+    ``name`` labels bytes/array inputs in messages (e.g. an upload's file name).
+    ``max_side`` decodes a larger raster reduced to at most that many pixels per side (the
+    service uses it to bound memory; see readers/shrink.py). Raises
     :class:`ImageReadError` naming the input and the problem; multi-frame inputs read
     their first frame and emit an :class:`ImageReadWarning`.
     """
@@ -82,7 +84,7 @@ def read_image(
     head = data[:512]
     for reader in READERS:
         if reader.can_read(head, path):
-            return reader.read(data, label, max_pixels=max_pixels)
+            return reader.read(data, label, max_pixels=max_pixels, max_side=max_side)
     raise ImageReadError(label, "no reader for this file format")
 
 
@@ -101,7 +103,8 @@ def _read_file(path: Path, label: str) -> bytes:
 
 def _from_array(arr: np.ndarray, source: str, max_pixels: int) -> LoadedImage:
     """Arrays follow the file rules: uint8 colour goes through Pillow's luma, so a PNG and
-    ``np.asarray(Image.open(png))`` give identical pixels; deeper data uses the robust range.
+    ``np.asarray(Image.open(png))`` give identical pixels; deeper data follows the intensity
+    rule (readers/intensity.py), floats within [0, 1] are scaled by 255.
     """
     original_dtype = str(arr.dtype)
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -127,12 +130,7 @@ def _from_array(arr: np.ndarray, source: str, max_pixels: int) -> LoadedImage:
     elif arr.dtype.kind not in "uif":
         raise ImageReadError(source, f"array of dtype {arr.dtype} holds no pixel intensities")
     elif arr.dtype != np.uint8:
-        a = arr.astype(np.float64)
-        finite = a[np.isfinite(a)]
-        if finite.size and arr.dtype.kind == "f" and finite.min() >= 0 and finite.max() <= 1:
-            arr = scale_to_uint8(a, 0.0, 1.0)  # the usual float convention: [0, 1]
-        else:
-            arr = scale_to_uint8(a, *robust_range(a))
+        arr = to_uint8(arr, unit_float=original_dtype.startswith("float"))
     arr = np.array(arr, dtype=np.uint8, order="C")  # a copy: the caller may reuse theirs
     check_content(source, arr)
     return LoadedImage(arr, ImageMeta(source, (h, w), "array", original_dtype))

@@ -17,7 +17,7 @@ from braintumor.data.errors import ImageReadError, ImageReadWarning
 
 # Bump whenever a reader may return different pixels for the same file: it is part of the
 # decoded cache's key, so entries built by an older reader are never served.
-READER_VERSION = 1
+READER_VERSION = 2  # 2: deep data by readers/intensity.py, not a percentile stretch
 # Larger than any MRI slice (4096 x 4096 is already generous), small enough that a forged
 # header cannot make us allocate gigabytes.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -27,9 +27,6 @@ MIN_SIDE = 8
 # A slice whose intensity standard deviation, after conversion to uint8, is below this
 # fraction of the full range (255) carries no image: a blank export, a black frame.
 BLANK_STD_FRACTION = 1e-3
-# Percentiles that define the "robust range" used to scale data deeper than 8 bits (16-bit
-# PNG/TIFF, DICOM without a window): a few hot pixels must not squash the rest to black.
-ROBUST_PERCENTILES = (0.5, 99.5)
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,7 @@ class ImageMeta:
     mode: str = ""  # pixel mode as stored, e.g. "L", "RGB", "I;16", "MONOCHROME2"
     warnings: tuple[str, ...] = field(default_factory=tuple)
     n_frames: int = 1  # frames in the file; only the first is read
+    saturation: float = 0.0  # mean chroma of a colour file (readers/intensity.py); grey: 0
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,13 @@ class ImageReader(ABC):
         """Whether this reader claims the data, judged by its first bytes (and name)."""
 
     @abstractmethod
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-        """Decode ``data``; raise :class:`~braintumor.data.errors.ImageReadError` on bad input."""
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
+        """Decode ``data``; raise :class:`~braintumor.data.errors.ImageReadError` on bad input.
+
+        ``max_side``: a reader that can may return the slice reduced so that its longer side
+        is at most this (``ImageMeta.original_size`` keeps the stored size).
+        """
 
 
 def check_geometry(source: str, height: int, width: int, max_pixels: int) -> None:
@@ -91,7 +94,7 @@ def check_geometry(source: str, height: int, width: int, max_pixels: int) -> Non
 
 def check_content(source: str, pixels: np.ndarray) -> None:
     """Refuse a decoded slice that holds no image (constant or near-constant intensity)."""
-    check_geometry(source, *pixels.shape, max_pixels=pixels.size)
+    check_geometry(source, pixels.shape[0], pixels.shape[1], max_pixels=pixels.size)
     std = float(pixels.std(dtype=np.float64))
     if std < BLANK_STD_FRACTION * 255:
         level = int(np.median(pixels))
@@ -100,31 +103,6 @@ def check_content(source: str, pixels: np.ndarray) -> None:
             f"image is blank (constant intensity: every pixel is about {level}/255, "
             f"standard deviation {std:.3g})",
         )
-
-
-def robust_range(values: np.ndarray) -> tuple[float, float]:
-    """(low, high) of ``values`` between the robust percentiles, widened to min/max if flat.
-
-    Falling back to min/max keeps a mostly-constant image with a small bright region (all
-    of it inside the top 0.5%) from collapsing to one grey level.
-    """
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(finite, ROBUST_PERCENTILES))
-    if hi <= lo:
-        lo, hi = float(finite.min()), float(finite.max())
-    return lo, hi
-
-
-def scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map ``[lo, hi]`` linearly onto 0..255, clipping outside; NaN becomes 0."""
-    a = np.asarray(values, dtype=np.float64)
-    if hi <= lo:  # constant image: all zero, which check_content then calls blank
-        return np.zeros(a.shape, dtype=np.uint8)
-    out = np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255)
-    out = np.nan_to_num(out, nan=0.0)
-    return (out + 0.5).astype(np.uint8)
 
 
 def warn(source: str, message: str) -> str:

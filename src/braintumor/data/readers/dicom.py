@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor._warnings_lock import WARNINGS_LOCK
+from braintumor._warnings_lock import WARNINGS_LOCK, ignoring_warnings_from
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers.base import (
     DEFAULT_MAX_PIXELS,
@@ -25,10 +25,10 @@ from braintumor.data.readers.base import (
     LoadedImage,
     check_content,
     check_geometry,
-    robust_range,
-    scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.frame_header import check_encapsulated_frame
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -81,7 +81,10 @@ class DicomReader(ImageReader):
         is_dcm_name = path is not None and path.suffix.lower() in DICOM_EXTENSIONS
         return is_dcm_name and bool(head) and not head.startswith(_RASTER_MAGIC)
 
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
+        # max_side is not used: pydicom decodes frames whole. Their cost is bounded by
+        # max_pixels and by the frame-size check, and slices are rarely above 1024 px.
         if not data:
             raise ImageReadError(source, "file is empty (0 bytes)")
         has_preamble = data[128:132] == b"DICM"
@@ -108,17 +111,21 @@ class DicomReader(ImageReader):
         if n_frames > 1:
             notes.append(warn(source, f"multi-frame DICOM ({n_frames} frames): using the first"))
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        check_encapsulated_frame(ds, source, max_pixels, n_frames)  # before any decoding
         frame = _decode_first_frame(ds, source, n_frames)
 
         if photometric in ("MONOCHROME1", "MONOCHROME2"):
             pixels = _monochrome_to_uint8(frame, ds, source, notes)
             if photometric == "MONOCHROME1":  # 0 means white in MONOCHROME1
                 pixels = 255 - pixels
-        else:
+        saturation = 0.0
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
             pixels = _colour_to_uint8(frame, ds, photometric, source)
+            saturation = colour_saturation(frame)
         check_content(source, pixels)
         meta = ImageMeta(
-            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames
+            source, (int(rows), int(cols)), "DICOM", photometric, tuple(notes), n_frames,
+            saturation,
         )
         return LoadedImage(np.ascontiguousarray(pixels), meta)
 
@@ -149,8 +156,10 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
     failure = None
-    with WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # Not under WARNINGS_LOCK: decoding a large frame takes long, and the lock would make
+    # every other request that silences a warning wait for it. The data set holds
+    # pixel-module elements only, so what pydicom warns here is noise, not patient data.
+    with ignoring_warnings_from(r"pydicom(\.|$)"):
         try:
             # index=0 decodes one frame only: a 500-frame cine costs no more than one slice.
             frame = pixel_array(ds, index=0 if n_frames > 1 else None)
@@ -167,7 +176,7 @@ def _decode_first_frame(ds, source: str, n_frames: int) -> np.ndarray:
 
 
 def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -> np.ndarray:
-    """Modality LUT (slope/intercept), then the file's own window, else a robust one."""
+    """Modality LUT (slope/intercept), then the file's own window, else the intensity rule."""
     from pydicom.dataset import Dataset
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
@@ -190,9 +199,9 @@ def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -
             return (np.clip(out, 0, 255) + 0.5).astype(np.uint8)
         except (ValueError, TypeError, IndexError) as exc:
             notes.append(
-                warn(source, f"unusable window in the header ({exc}); used the robust range")
+                warn(source, f"unusable window in the header ({exc}); used the value range")
             )
-    return scale_to_uint8(values, *robust_range(values))
+    return to_uint8(values)
 
 
 def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np.ndarray:
@@ -205,7 +214,7 @@ def _colour_to_uint8(frame: np.ndarray, ds, photometric: str, source: str) -> np
     luma = rgb @ np.array([0.299, 0.587, 0.114])
     if frame.dtype == np.uint8:
         return (luma + 0.5).astype(np.uint8)
-    return scale_to_uint8(luma, *robust_range(luma))
+    return to_uint8(luma)
 
 
 def _int_or(value, default: int) -> int:

@@ -16,16 +16,17 @@ from braintumor.data.readers.base import (
     LoadedImage,
     check_content,
     check_geometry,
-    robust_range,
-    scale_to_uint8,
     warn,
 )
+from braintumor.data.readers.intensity import colour_saturation, to_uint8
+from braintumor.data.readers.shrink import draft_on_decode, reduce_decoded
 
 # Only these Pillow plugins may open a file: each is widely used and well fuzzed, and a slice
 # in an exotic format (PSD, FLI, PCX, ...) is far more likely to be a mistake than a scan.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "GIF", "WEBP", "PPM", "JPEG2000")
 _DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_COLOUR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA")
 
 
 class PILReader(ImageReader):
@@ -34,7 +35,8 @@ class PILReader(ImageReader):
     def can_read(self, head: bytes, path: Path | None) -> bool:
         return True  # the fallback: Pillow itself decides whether it knows the format
 
-    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    def read(self, data: bytes, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_side: int | None = None) -> LoadedImage:
         if not data:
             raise ImageReadError(source, "file is empty (0 bytes)")
         try:
@@ -52,13 +54,15 @@ class PILReader(ImageReader):
             else:
                 reason = f"corrupt image header ({exc.__class__.__name__}: {exc})"
             raise ImageReadError(source, reason) from exc
-        return image_to_loaded(img, source, max_pixels)
+        return image_to_loaded(img, source, max_pixels, max_side)
 
 
 def image_to_loaded(
-    img: Image.Image, source: str, max_pixels: int = DEFAULT_MAX_PIXELS
+    img: Image.Image, source: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
 ) -> LoadedImage:
-    """Check, decode and convert an opened (possibly still lazy) PIL image."""
+    """Check, decode and convert an opened (possibly still lazy) PIL image; with
+    ``max_side``, a larger one is decoded reduced (see readers/shrink.py)."""
     w, h = img.size
     check_geometry(source, h, w, max_pixels)  # header only: no pixel is decoded yet
     fmt = img.format or "PIL"
@@ -76,6 +80,7 @@ def image_to_loaded(
             "padded images; braintumor requires it to stay False"
         )
     try:
+        draft_on_decode(img, max_side)
         img.load()
     except Image.DecompressionBombError as exc:
         raise ImageReadError(source, f"refused as a possible decompression bomb ({exc})") from exc
@@ -89,25 +94,31 @@ def image_to_loaded(
         raise ImageReadError(
             source, f"cannot decode {fmt} data ({exc.__class__.__name__}: {exc})"
         ) from exc
+    img = reduce_decoded(img, max_side)
     try:
         pixels = pil_to_gray(img)
     except ValueError as exc:
         raise ImageReadError(source, f"unsupported pixel mode {mode!r} ({exc})") from exc
     check_content(source, pixels)
-    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames))
+    saturation = 0.0
+    if mode in _COLOUR_MODES:  # recorded for the out-of-distribution check (inference/ood.py)
+        saturation = colour_saturation(np.asarray(img.convert("RGB")))
+    return LoadedImage(pixels, ImageMeta(source, (h, w), fmt, mode, tuple(notes), n_frames,
+                                         saturation))
 
 
 def pil_to_gray(img: Image.Image) -> np.ndarray:
     """Grayscale uint8 of a loaded PIL image.
 
-    Data deeper than 8 bits is scaled by its own robust range, not truncated: a 12-bit MRI
-    stored in a 16-bit PNG uses values 0..4095, which a plain cast would saturate and a
-    ``>> 8`` would crush into 16 grey levels. Transparent pixels become black, the colour of
+    Data deeper than 8 bits follows the one intensity rule (readers/intensity.py), not a
+    truncation: a 12-bit MRI stored in a 16-bit PNG uses values 0..4095, which a plain cast
+    would saturate and a ``>> 8`` would crush into 16 grey levels, while an 8-bit scan
+    re-saved as 16 bits comes back bit for bit. Transparent pixels become black, the colour of
     an MRI background. Colour goes through Pillow's ITU-R 601-2 luma, as ``convert("L")``.
     """
     if img.mode in _DEEP_MODES:
-        arr = np.asarray(img, dtype=np.float64)  # I;16B arrives as ">u2": numpy swaps it
-        return scale_to_uint8(arr, *robust_range(arr))
+        arr = np.asarray(img)  # I;16B arrives as ">u2": numpy swaps it
+        return to_uint8(arr, unit_float=True)
     if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), rgba)

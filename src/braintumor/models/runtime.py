@@ -1,4 +1,9 @@
-"""Batched forward passes over preprocessed uint8 images (used by evaluation and predict)."""
+"""Running a trained model: the eval copy, batched logits and the softmax over them.
+
+The lowest place every consumer can reach: training scores its selected checkpoint,
+evaluation and the explainers measure a bundle, and the Predictor serves it, all through
+these three functions, so a probability means the same thing everywhere.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ from torch import nn
 from braintumor.data.preprocess import to_model_input
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities of ``logits / temperature`` (float64, stable for large logits)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def inference_copy(model: nn.Module) -> nn.Module:
     """A private eval-mode copy of ``model`` in channels-last memory format, for fast CPU use.
 
@@ -19,7 +32,8 @@ def inference_copy(model: nn.Module) -> nn.Module:
     A/B timing, one thread), with outputs equal to 1e-7. A copy, so the caller's model
     (which may be training, or hooked by Grad-CAM) is never changed.
     """
-    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time; torch's overloads do not list it.
+    return copy.deepcopy(model).eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 @torch.inference_mode()
