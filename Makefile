@@ -15,7 +15,7 @@ export DATA
 $(BIN)/braintumor: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,federated]'
 	touch $@
 
 venv: $(BIN)/braintumor

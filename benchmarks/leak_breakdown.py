@@ -46,10 +46,12 @@ TARGET = 0.99
 
 @cache
 def training_sides(data: str, image_size: int, val_fraction: float, seed: int,
-                   max_train_images: int | None) -> dict[str, str]:
+                   max_train_images: int | None, train_fraction: float | None = None,
+                   custom_classes: str | None = None) -> dict[str, str]:
     """:func:`split_sides`, cached per split: bundles trained on the same split share it, and
     rebuilding one fingerprints every training image for the duplicate-aware grouping."""
-    return split_sides(data, image_size, val_fraction, seed, max_train_images)
+    return split_sides(data, image_size, val_fraction, seed, max_train_images, train_fraction,
+                       custom_classes)
 
 
 def breakdown(bundle: str, data: str, group_of: dict[str, int]) -> tuple[dict, dict]:

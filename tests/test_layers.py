@@ -23,6 +23,7 @@ LAYERS = [
     ("evaluation",),
     ("inference",),
     ("training",),
+    ("federated",),  # Flower rounds over the training package's model, loss and splits
     ("serve",),
     ("cli", "__main__"),
 ]

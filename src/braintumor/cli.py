@@ -47,7 +47,7 @@ def _add_train(sub) -> None:
     # and (lazily) yaml: about 25 ms more for ``braintumor --help``.
     from braintumor.training.config import train_flags
 
-    p = sub.add_parser("train", help="train a model from scratch")
+    p = sub.add_parser("train", help="train a model from scratch or fine-tune one")
     p.add_argument("--config", help="YAML or TOML file with any of the options below")
     for flag in train_flags():
         p.add_argument(flag.name, dest=flag.dest, **flag.kwargs)
@@ -175,6 +175,87 @@ def _add_serve(sub) -> None:
     _handler(p, "braintumor.serve.command:serve_command")
 
 
+def _add_federated(sub) -> None:
+    p = sub.add_parser("federated", help="federated training across sites on Flower "
+                                         "(needs the 'federated' extra)")
+    fed = p.add_subparsers(dest="fed_command", metavar="MODE", required=True,
+                           help="simulate, server, client or partition")
+
+    def model_options(q, out_default: str | None = "runs/federated") -> None:
+        q.add_argument("--config", help="training config (YAML/TOML): model, image size, "
+                                        "batch size, lr, augmentation, seed")
+        q.add_argument("--model", help="model name from the registry (default: braintumor-net)")
+        q.add_argument("--image-size", type=int, help="model input size in pixels (square)")
+        q.add_argument("--batch-size", type=int, help="images per local training step")
+        q.add_argument("--lr", type=float, help="local learning rate (constant within a round)")
+        q.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW) or L2")
+        q.add_argument("--seed", type=int, help="random seed (split, initialisation, order)")
+        q.add_argument("--custom-classes", help="class list or relabelling, as for train")
+        q.add_argument("--num-threads", type=int, help="torch CPU threads")
+        if out_default is not None:
+            q.add_argument("--out", default=out_default,
+                           help="run folder (round log, bundle; default: %(default)s)")
+
+    def rounds_options(q) -> None:
+        q.add_argument("--rounds", type=int, default=10,
+                       help="federated rounds (default: %(default)s)")
+        q.add_argument("--local-epochs", type=int, default=1,
+                       help="epochs per site per round (default: %(default)s)")
+        q.add_argument("--strategy", choices=["fedavg", "fedprox"], default="fedavg",
+                       help="aggregation: fedavg or fedprox (default: %(default)s)")
+        q.add_argument("--proximal-mu", type=float, default=0.01,
+                       help="FedProx's proximal weight (fedprox only; default: %(default)s)")
+        q.add_argument("--init-from", help="start the global model from a bundle/checkpoint "
+                                           "or 'bundled' (as train --init-from)")
+
+    q = fed.add_parser("simulate", help="all sites in this process, drawn from Training")
+    q.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
+    model_options(q)
+    rounds_options(q)
+    q.add_argument("--sites", type=int, default=3, help="how many sites (default: %(default)s)")
+    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA "
+                                                      "(default: %(default)s)")
+    q.add_argument("--min-fit-clients", type=int, help="sites a round needs (default: all)")
+    q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
+    q.add_argument("--val-fraction", type=float,
+                   help="share of Training held out for validating the global model")
+    q.add_argument("--drop", action="append", metavar="SITE@ROUND",
+                   help="drill: site SITE drops out of round ROUND (repeatable)")
+
+    q = fed.add_parser("server", help="the aggregating server (Flower gRPC)")
+    model_options(q)
+    rounds_options(q)
+    q.add_argument("--address", default="127.0.0.1:9092",
+                   help="host:port to listen on (non-loopback only with --tls-dir)")
+    q.add_argument("--min-fit-clients", type=int, default=2,
+                   help="a round starts once this many sites are connected")
+    q.add_argument("--val-data", help="dataset folder the server validates the global model on")
+    q.add_argument("--round-timeout", type=float, help="seconds a round waits for sites")
+    q.add_argument("--tls-dir", help="folder with ca.crt, server.pem, server.key")
+
+    q = fed.add_parser("client", help="one site: trains on --data when the server asks")
+    q.add_argument("--data", dest="site_data", required=True, help="the site's dataset folder")
+    model_options(q, out_default=None)
+    q.add_argument("--address", default="127.0.0.1:9092", help="the server's host:port")
+    q.add_argument("--name", help="site name in the server's log (default: the folder's)")
+    q.add_argument("--val-fraction", type=float, help="share of the site's images it "
+                                                      "validates on locally")
+    q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
+    q.add_argument("--ca-file", help="CA certificate of a TLS server")
+
+    q = fed.add_parser("partition", help="write site folders (symbolic links) from Training")
+    q.add_argument("--data", default=_data_default(), help="dataset folder (default: $DATA)")
+    model_options(q, out_default=None)
+    q.add_argument("--sites", type=int, default=3, help="how many sites (default: %(default)s)")
+    q.add_argument("--partition", default="iid", help="iid, by-class or dirichlet:ALPHA "
+                                                      "(default: %(default)s)")
+    q.add_argument("--val-fraction", type=float,
+                   help="share of Training put in server-validation/ (as train's validation)")
+    q.add_argument("--max-train-images", type=int, help="use a subset (for quick checks)")
+    q.add_argument("--out", dest="out_dir", required=True, help="folder for the site folders")
+    _handler(p, "braintumor.federated.command:federated_command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="braintumor",
@@ -183,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"braintumor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_audit, _add_train, _add_evaluate, _add_compare, _add_explain,
-                _add_explain_check, _add_predict, _add_calibrate_ood, _add_export, _add_serve):
+                _add_explain_check, _add_predict, _add_calibrate_ood, _add_export, _add_serve,
+                _add_federated):
         add(sub)
     return parser
 

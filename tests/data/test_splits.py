@@ -122,3 +122,43 @@ def test_plan_split_names_a_class_too_small_to_validate():
     cached = _fake_cache(["a"] * 10 + ["b"], ["train"] * 11)
     with pytest.raises(TrainingDataError, match=r"\['b'\] have fewer than 2 training images"):
         plan_split(cached, ["a", "b"], val_fraction=0.2, seed=0)
+
+
+def test_plan_split_train_fraction_and_relabelled_rows(monkeypatch):
+    """``train_fraction`` thins the training part by whole groups and leaves validation as it
+    was; ``row_labels`` (a --custom-classes relabelling) replaces the folder classes."""
+    import braintumor.data.splits as splits
+
+    monkeypatch.setattr(splits, "duplicate_group_ids",
+                        lambda cached, rows: np.arange(len(rows)) // 3)
+    folders = ["glioma", "meningioma", "notumor"]
+    labels = [folders[(i // 3) % 3] for i in range(90)]
+    cached = _fake_cache(labels, ["train"] * 90)
+    full = splits.plan_split(cached, folders, val_fraction=0.2, seed=0)
+    part = splits.plan_split(cached, folders, val_fraction=0.2, seed=0, train_fraction=0.5)
+    assert part.val_rows.tolist() == full.val_rows.tolist()
+    assert set(part.train_rows.tolist()) < set(full.train_rows.tolist())
+    assert abs(len(part.train_rows) - 0.5 * len(full.train_rows)) <= 3  # one group
+    assert set((part.train_rows // 3).tolist()).isdisjoint(
+        set((np.setdiff1d(full.train_rows, part.train_rows) // 3).tolist()))
+    assert part.train_groups.tolist() == (part.train_rows // 3).tolist()
+
+    mapping = {"glioma": "tumour", "meningioma": "tumour", "notumor": "notumor"}
+    rows = splits.training_labels(labels, ["tumour", "notumor"], mapping, "/d")
+    two = splits.plan_split(cached, ["tumour", "notumor"], val_fraction=0.2, seed=0,
+                            row_labels=rows)
+    assert two.labels.tolist() == [0 if lbl != "notumor" else 1 for lbl in labels]
+    with pytest.raises(splits.TrainingDataError, match=r"\['notumor'\].*does not map"):
+        splits.training_labels(labels, ["tumour"], {"glioma": "tumour",
+                                                    "meningioma": "tumour"}, "/d")
+
+
+def test_card_split_settings_carry_train_fraction_and_custom_classes():
+    from braintumor.data.splits import card_split_settings
+
+    config = {"image_size": 64, "val_fraction": 0.2, "seed": 1, "max_train_images": None,
+              "train_fraction": 0.25, "custom_classes": "a,b"}
+    assert card_split_settings({"training": {"config": config}}) == (64, 0.2, 1, None, 0.25,
+                                                                     "a,b")
+    old = {k: v for k, v in config.items() if k not in ("train_fraction", "custom_classes")}
+    assert card_split_settings({"training": {"config": old}}) == (64, 0.2, 1, None, None, None)

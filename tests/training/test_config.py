@@ -210,9 +210,10 @@ TRAIN_FLAGS = {
     "--data", "--model", "--out", "--epochs", "--batch-size", "--optimizer", "--lr",
     "--weight-decay", "--image-size", "--low-res-size", "--low-res-epochs", "--seed",
     "--val-fraction", "--class-weights", "--label-smoothing", "--ema-decay", "--masks",
-    "--mask-loss-weight", "--mask-loss", "--patience", "--max-train-images", "--max-group-copies",
+    "--mask-loss-weight", "--mask-loss", "--patience", "--max-train-images",
+    "--max-group-copies",
     "--accelerator", "--devices", "--strategy", "--num-nodes", "--precision", "--num-threads",
-    "--export-bundle",
+    "--export-bundle", "--init-from", "--custom-classes", "--freeze", "--train-fraction",
 }
 # Settings only a config file sets (nested, lists, or rarely changed).
 FILE_ONLY = {"model_kwargs", "schedule", "warmup_fraction", "mask_layer", "mask_empty_classes",
@@ -242,6 +243,8 @@ def test_every_train_option_is_a_flag_or_deliberately_file_only():
     (["--devices", "2"], "devices", "2"),  # a string: "auto" is a value too
     (["--masks", "m"], "masks", "m"),
     (["--export-bundle", "b"], "export_bundle", "b"),
+    (["--train-fraction", "0.25"], "train_fraction", 0.25),
+    (["--freeze", "stem, stages.0"], "freeze", ["stem", "stages.0"]),  # a list, comma-separated
 ])
 def test_a_flag_parses_to_its_field_with_the_fields_type(argv, field, value):
     overrides = overrides_from_args(build_parser().parse_args(["train", *argv]))
@@ -263,7 +266,8 @@ def test_resume_keeps_the_settings_schedule_and_split_depend_on():
     assert set(fixed_on_resume()) == {
         "model", "model_kwargs", "image_size", "low_res_size", "low_res_epochs", "epochs",
         "max_group_copies", "batch_size", "schedule", "lr", "optimizer", "seed",
-        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer", "mask_loss"}
+        "val_fraction", "max_train_images", "ema_decay", "masks", "mask_layer", "mask_loss",
+        "train_fraction", "custom_classes"}
 
 
 def test_v2_config_is_the_bundled_recipe_with_the_v2_model_and_the_mask_loss():

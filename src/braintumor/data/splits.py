@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from braintumor.data.cache import CachedDataset, build_cache
 from braintumor.data.datasets import DatasetIndex, Sample, discover
 from braintumor.data.duplicates import duplicate_groups
+from braintumor.data.labels import parse_class_spec
 from braintumor.data.preprocess import PreprocessConfig
 
 
@@ -93,6 +94,38 @@ def duplicate_group_ids(cached: CachedDataset, rows: np.ndarray) -> np.ndarray:
     return np.asarray(duplicate_groups([cached.paths[i] for i in rows]))
 
 
+def training_labels(labels: Sequence[str], classes: list[str],
+                    mapping: dict[str, str] | None, data: str | Path) -> list[str]:
+    """The training class of every cached image under a ``--custom-classes`` spec (the
+    ``classes`` and ``mapping`` of :func:`braintumor.data.labels.parse_class_spec`).
+
+    A folder class the spec does not name is an error rather than dropped: leaving images
+    out silently would change what the model was trained on without anyone asking.
+    """
+    if mapping is None:
+        extra = sorted(set(labels) - set(classes))
+        if extra:
+            raise TrainingDataError(f"{data} has class folder(s) {extra} that --custom-classes "
+                                    f"({', '.join(classes)}) does not list")
+        return list(labels)
+    unmapped = sorted(set(labels) - set(mapping))
+    if unmapped:
+        raise TrainingDataError(f"{data} has class folder(s) {unmapped} that the "
+                                "--custom-classes relabelling does not map to a class")
+    return [mapping[lbl] for lbl in labels]
+
+
+def group_subset(rows: np.ndarray, groups: np.ndarray, fraction: float,
+                 seed: int) -> np.ndarray:
+    """About ``fraction`` of ``rows`` (positions into ``groups``) as whole duplicate groups,
+    seeded; the validation split is made before and stays the same, so runs on 5 % and 100 %
+    are scored alike."""
+    uniq = np.random.default_rng(seed + 1).permutation(np.unique(groups))
+    sizes = np.array([(groups == g).sum() for g in uniq])
+    keep = uniq[: int(np.searchsorted(np.cumsum(sizes), fraction * len(rows))) + 1]
+    return np.sort(rows[np.isin(groups, keep)])
+
+
 def training_samples(index: DatasetIndex) -> list[Sample]:
     """The images a run fits and validates on: the Training split, or every unsplit image."""
     return index.split("train") or [s for s in index.samples if s.split is None]
@@ -111,15 +144,23 @@ class SplitPlan:
 
 
 def plan_split(cached: CachedDataset, classes: list[str], val_fraction: float, seed: int,
-               max_train_images: int | None = None) -> SplitPlan:
+               max_train_images: int | None = None, *, train_fraction: float | None = None,
+               row_labels: Sequence[str] | None = None) -> SplitPlan:
     """The split of a run with these settings; raises :class:`TrainingDataError` when the
-    data cannot give every class a training and a validation image."""
-    present = Counter(lbl for lbl, sp in zip(cached.labels, cached.splits, strict=True)
+    data cannot give every class a training and a validation image.
+
+    ``row_labels``: the training class of every cache row when it is not the folder's
+    (``--custom-classes``, :func:`training_labels`). ``train_fraction``: keep that share of
+    the training part (:func:`group_subset`), after validation was carved out.
+    """
+    names = list(cached.labels if row_labels is None else row_labels)
+    present = Counter(lbl for lbl, sp in zip(names, cached.splits, strict=True)
                       if sp != "test")
     missing = [c for c in classes if present[c] == 0]
     if missing:
         raise TrainingDataError(f"no readable training image for class(es) {missing}")
-    labels = cached.label_indices(classes)
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels = np.array([lookup[lbl] for lbl in names], dtype=np.int64)
     is_test = np.array([s == "test" for s in cached.splits])
     pool = np.flatnonzero(~is_test)
     if max_train_images and len(pool) > max_train_images:
@@ -138,6 +179,8 @@ def plan_split(cached: CachedDataset, classes: list[str], val_fraction: float, s
             f"{len(classes)} classes; add images or change --val-fraction")
     groups = duplicate_group_ids(cached, pool)
     tr, va, method = split_train_val(labels[pool], groups, val_fraction, seed)
+    if train_fraction is not None and train_fraction < 1:
+        tr = group_subset(tr, groups[tr], train_fraction, seed)
     train_rows, val_rows = pool[tr], pool[va]
     missing_val = sorted(set(range(len(classes))) - set(labels[val_rows].tolist()))
     if missing_val:
@@ -149,17 +192,24 @@ def plan_split(cached: CachedDataset, classes: list[str], val_fraction: float, s
 
 
 def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: int,
-                max_train_images: int | None = None) -> dict[str, str]:
+                max_train_images: int | None = None, train_fraction: float | None = None,
+                custom_classes: str | None = None) -> dict[str, str]:
     """Resolved Training image path -> "fit" or "val", as a run with these settings split it.
 
     The split is a pure function of the data and these settings (duplicate-aware, seeded), so
     a bundle's card, which records them, is enough to tell which images it trained on: the
     evidence checks use that to measure only on images a model never fitted.
     """
-    index = discover(data)
+    class_list, mapping = parse_class_spec(custom_classes) if custom_classes else (None, None)
+    index = discover(data, custom_classes=class_list is not None)
     cached = build_cache(training_samples(index) + index.split("test"),
                          PreprocessConfig(image_size=image_size), progress=True)
-    plan = plan_split(cached, list(index.classes), val_fraction, seed, max_train_images)
+    classes, row_labels = list(index.classes), None
+    if class_list is not None:
+        classes, row_labels = class_list, training_labels(cached.labels, class_list, mapping,
+                                                          data)
+    plan = plan_split(cached, classes, val_fraction, seed, max_train_images,
+                      train_fraction=train_fraction, row_labels=row_labels)
     sides = {}
     for side, rows in (("fit", plan.train_rows), ("val", plan.val_rows)):
         for r in rows:
@@ -168,12 +218,14 @@ def split_sides(data: str | Path, image_size: int, val_fraction: float, seed: in
 
 
 def card_split_settings(card: dict) -> tuple | None:
-    """(image_size, val_fraction, seed, max_train_images) from a bundle's card, if recorded."""
+    """(image_size, val_fraction, seed, max_train_images, train_fraction, custom_classes)
+    from a bundle's card, if recorded: the arguments of :func:`split_sides` after ``data``."""
     config = (card.get("training") or {}).get("config")
     if not config:
         return None
     return (config["image_size"], config["val_fraction"], config["seed"],
-            config.get("max_train_images"))
+            config.get("max_train_images"), config.get("train_fraction"),
+            config.get("custom_classes"))
 
 
 def bundle_split_sides(card: dict, data: str | Path) -> dict[str, str] | None:

@@ -180,6 +180,11 @@ class TrainConfig:
         "stop after this many epochs without a better validation score"))
     max_train_images: int | None = field(default=None, metadata=flag(
         "use a subset (for quick checks)", fixed_on_resume=True))
+    # Share of the training part kept (whole duplicate groups, seeded), taken after the
+    # validation split, which therefore stays the same: learning curves, fine-tuning vs
+    # scratch. None: all of it.
+    train_fraction: float | None = field(default=None, metadata=flag(
+        "keep this share of the training part (validation unchanged)", fixed_on_resume=True))
     # At most this many members of each near-duplicate group of the training part per epoch
     # (drawn anew every epoch; training/data.py GroupCappedSampler). None: every image.
     max_group_copies: int | None = field(default=None, metadata=flag(
@@ -200,6 +205,23 @@ class TrainConfig:
     progress_bar: bool = True
     export_bundle: str | None = field(default=None, metadata=flag(
         "also write the trained model as a bundle here"))
+    # Fine-tuning (training/init_from.py): start from the weights of a bundle folder, a
+    # Lightning checkpoint, a run folder or ``bundled`` (the shipped model); same architecture
+    # as ``model``/``model_kwargs``. The card records the parent's weights SHA-256. None: from
+    # scratch.
+    init_from: str | None = field(default=None, metadata=flag(
+        "fine-tune: start from a bundle, run folder, .ckpt, or 'bundled'"))
+    # Class list other than the data's folders (data/labels.py parse_class_spec): names
+    # (``glioma,meningioma,newtype``) or a relabelling (``tumour=glioma+meningioma+pituitary,
+    # notumor=notumor``). With init_from, a class list that differs from the parent's gets a
+    # new classifier (rows of classes the parent knew keep its weights). None: the folders.
+    custom_classes: str | None = field(default=None, metadata=flag(
+        "class list (a,b,c) or relabelling (tumour=glioma+meningioma+pituitary,"
+        "notumor=notumor); a new classifier where it differs", fixed_on_resume=True))
+    # Parameter-name prefixes kept fixed while training (``stem``, ``stages.0``; batch-norm
+    # statistics in them too): the early, generic layers of a parent model.
+    freeze: list[str] = field(default_factory=list, metadata=flag(
+        "keep these parameter prefixes fixed (comma-separated), e.g. stem,stages.0"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -314,6 +336,18 @@ def validate(cfg: TrainConfig) -> None:
                         "image_size")
     if cfg.low_res_epochs > 0 and cfg.low_res_size is None:
         problems.append("low_res_epochs needs low_res_size")
+    if cfg.custom_classes is not None:
+        from braintumor.data.labels import ClassSpecError, parse_class_spec
+
+        try:
+            parse_class_spec(cfg.custom_classes)
+        except ClassSpecError as exc:
+            problems.append(str(exc))
+    if cfg.train_fraction is not None and not 0 < cfg.train_fraction <= 1:
+        problems.append("train_fraction must be in (0, 1] (or null for all)")
+    if cfg.freeze and not cfg.init_from:
+        problems.append("freeze needs init_from (freezing layers of an untrained model keeps "
+                        "them random)")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
 
@@ -380,6 +414,11 @@ def _flag_type(annotation: Any) -> Any:
     return args[0] if len(args) == 1 else annotation
 
 
+def _comma_list(text: str) -> list[str]:
+    """``stem, stages.0`` -> ``["stem", "stages.0"]`` (empty items dropped)."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def train_flags() -> list[TrainFlag]:
     """The CLI flags of ``braintumor train``, one per :class:`TrainConfig` field with
     :func:`flag` metadata, in field order; every default is None, so that a flag overrides
@@ -390,9 +429,11 @@ def train_flags() -> list[TrainFlag]:
         spec = f.metadata.get("flag")
         if spec is None:
             continue
-        kind = _flag_type(hints[f.name])
         kwargs: dict[str, Any] = {"help": spec["help"]}
-        if kind is bool:
+        kind = _flag_type(hints[f.name])
+        if typing.get_origin(hints[f.name]) is list:  # a list[str] given as a,b,c
+            kwargs["type"] = _comma_list
+        elif kind is bool:
             kwargs["choices"] = ["on", "off"]
         elif kind in (int, float):
             kwargs["type"] = kind

@@ -24,12 +24,14 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from braintumor.data.cache import build_cache
 from braintumor.data.datasets import SPLIT_NAMES, DatasetIndex, discover
+from braintumor.data.labels import parse_class_spec
 from braintumor.data.masks import masks_for_rows
 from braintumor.data.preprocess import PreprocessConfig
 from braintumor.data.splits import (
     TrainingDataError,
     card_split_settings,
     plan_split,
+    training_labels,
     training_samples,
 )
 
@@ -130,8 +132,11 @@ class CacheDataModule(L.LightningDataModule):
                  val_fraction: float = 0.15, seed: int = 42, max_train_images: int | None = None,
                  eval_batch_size: int = 256, masks: str | Path | None = None,
                  mask_empty_classes: tuple[str, ...] | list[str] = (),
-                 max_group_copies: int | None = None):
+                 max_group_copies: int | None = None, custom_classes: str | None = None,
+                 train_fraction: float | None = None):
         super().__init__()
+        self.train_fraction = train_fraction
+        self.custom_classes = custom_classes  # data/labels.py parse_class_spec
         self.max_group_copies = max_group_copies
         self.train_groups: np.ndarray | None = None  # set by prepare()
         self._capped_sampler: GroupCappedSampler | None = None  # built once, on first use
@@ -157,7 +162,9 @@ class CacheDataModule(L.LightningDataModule):
         """
         if self._prepared:
             return self.summary
-        index: DatasetIndex = discover(self.data)
+        class_list, class_map = (parse_class_spec(self.custom_classes) if self.custom_classes
+                                 else (None, None))
+        index: DatasetIndex = discover(self.data, custom_classes=class_list is not None)
         empty = _empty_class_dirs(self.data)
         if empty:
             raise TrainingDataError(
@@ -181,8 +188,13 @@ class CacheDataModule(L.LightningDataModule):
             warnings.warn(msg, stacklevel=2)
             log.warning(msg)
         self.classes = list(index.classes)
+        row_labels = None
+        if class_list is not None:
+            row_labels = training_labels(cached.labels, class_list, class_map, self.data)
+            self.classes = class_list
         plan = plan_split(cached, self.classes, self.val_fraction, self.seed,
-                          self.max_train_images)
+                          self.max_train_images, train_fraction=self.train_fraction,
+                          row_labels=row_labels)
         self.train_rows, self.val_rows, self.test_rows = (plan.train_rows, plan.val_rows,
                                                           plan.test_rows)
         self.train_groups = plan.train_groups
@@ -296,10 +308,13 @@ class CacheDataModule(L.LightningDataModule):
 
 
 def prepared_data_module(data: str | Path, image_size: int, val_fraction: float, seed: int,
-                         max_train_images: int | None = None) -> CacheDataModule:
+                         max_train_images: int | None = None,
+                         train_fraction: float | None = None,
+                         custom_classes: str | None = None) -> CacheDataModule:
     """The cache and split a run with these settings trains on (a pure function of them)."""
     dm = CacheDataModule(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                         max_train_images=max_train_images)
+                         max_train_images=max_train_images, custom_classes=custom_classes,
+                         train_fraction=train_fraction)
     dm.prepare()
     return dm
 

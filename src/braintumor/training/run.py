@@ -40,6 +40,14 @@ from braintumor.training.data import CacheDataModule, SplitSummary
 from braintumor.training.ema import WarmupEMA
 from braintumor.training.hardware import choose_cpu_precision, hardware_summary
 from braintumor.training.history import EpochCSV, plot_curves, read_metrics
+from braintumor.training.init_from import (
+    FrozenNormEval,
+    InitFromError,
+    freeze_parameters,
+    frozen_norm_layers,
+    init_from_parent,
+    load_parent,
+)
 from braintumor.training.module import Classifier
 from braintumor.training.tumour_threshold import validation_threshold
 
@@ -65,6 +73,8 @@ class FitRecord:
     fit_seconds: float
     t_start: float  # perf_counter() when train() began, for the run's wall time
     resumed: bool
+    # Fine-tuning: the model these weights started from (None: from scratch).
+    parent: dict | None = None
 
 
 def _resolve_precision(cfg: TrainConfig) -> tuple[str, str, dict]:
@@ -103,7 +113,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     dm = CacheDataModule(data, cfg.image_size, cfg.batch_size, cfg.val_fraction, cfg.seed,
                          cfg.max_train_images, masks=cfg.masks,
                          mask_empty_classes=cfg.mask_empty_classes,
-                         max_group_copies=cfg.max_group_copies)
+                         max_group_copies=cfg.max_group_copies,
+                         custom_classes=cfg.custom_classes,
+                         train_fraction=cfg.train_fraction)
     split = dm.prepare()
 
     accelerator, precision, probe = _resolve_precision(cfg)
@@ -114,17 +126,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, command: str | None = None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the probe used the RNG
     per_epoch = dm.class_counts()  # with a group cap, what an epoch holds
     module = Classifier(cfg, len(split.classes), per_epoch.tolist())
+    parent, frozen_norms = _init_from_parent(cfg, module, split.classes)
     info = model_info(module.model, cfg.image_size)
     _print_start(cfg, info, probe, split, per_epoch, len(dm.train_rows))
 
-    trainer, best_cb = build_trainer(cfg, out)
+    trainer, best_cb = build_trainer(cfg, out, frozen_norms=frozen_norms)
     t_fit = time.perf_counter()
     fit(trainer, module, dm, out, resume)
     fit_seconds = time.perf_counter() - t_fit
     if not trainer.is_global_zero:
         return {}
     best = Path(best_cb.best_model_path) if best_cb.best_model_path else last
-    run = FitRecord(command, probe, trainer.current_epoch, best, fit_seconds, t_start, resume)
+    run = FitRecord(command, probe, trainer.current_epoch, best, fit_seconds, t_start, resume,
+                    parent)
     return write_bundle(cfg, module, dm, split, info, run)
 
 
@@ -146,6 +160,23 @@ def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> str:
     return cfg.data
 
 
+def _init_from_parent(cfg: TrainConfig, module: Classifier, classes: list[str]
+                      ) -> tuple[dict | None, list]:
+    """Seed the model from ``cfg.init_from`` and freeze ``cfg.freeze``; (card entry, norms)."""
+    if not cfg.init_from:
+        return None, []
+    try:
+        parent = load_parent(cfg.init_from)
+        entry = init_from_parent(module.model, parent, cfg.model, cfg.model_kwargs, classes)
+        entry["frozen"] = freeze_parameters(module.model, cfg.freeze)
+    except InitFromError as exc:
+        raise TrainingError(str(exc)) from exc
+    print(f"fine-tuning from {parent.name} (sha256 {parent.sha256[:12]}…), classifier "
+          f"{entry['classifier']}" + (f"; frozen: {', '.join(cfg.freeze)}" if cfg.freeze else ""),
+          file=sys.stderr)
+    return entry, frozen_norm_layers(module.model, cfg.freeze)
+
+
 def _print_start(cfg: TrainConfig, info: ModelInfo, probe: dict, split: SplitSummary,
                  per_epoch: np.ndarray, n_train: int) -> None:
     """The start-up lines on stderr: model, precision, split, and what a capped epoch holds."""
@@ -159,9 +190,11 @@ def _print_start(cfg: TrainConfig, info: ModelInfo, probe: dict, split: SplitSum
               + ")", file=sys.stderr)
 
 
-def build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, FullSizeCheckpoint]:
+def build_trainer(cfg: TrainConfig, out: Path, *, frozen_norms: list | None = None
+                  ) -> tuple[L.Trainer, FullSizeCheckpoint]:
     """The Lightning Trainer of a run (checkpoints, CSV/TensorBoard logs, EMA, early stopping)
-    and its best-checkpoint callback; ``cfg``'s accelerator and precision already resolved."""
+    and its best-checkpoint callback; ``cfg``'s accelerator and precision already resolved.
+    ``frozen_norms``: batch-norm layers of ``--freeze`` prefixes, kept in eval mode."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from braintumor.training.monitoring import FullSizeCheckpoint, FullSizeEarlyStopping
@@ -179,6 +212,8 @@ def build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, FullSizeCheck
     callbacks = [best_cb, last_cb, EpochCSV(out / "metrics.csv", out / "curves.png")]
     if cfg.ema_decay is not None:
         callbacks.append(WarmupEMA(cfg.ema_decay))
+    if frozen_norms:
+        callbacks.append(FrozenNormEval(frozen_norms))
     if cfg.patience and cfg.patience > 0:
         callbacks.append(FullSizeEarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode,
                                                from_epoch=full_size_from))
@@ -273,6 +308,8 @@ def write_bundle(cfg: TrainConfig, module: Classifier, dm: CacheDataModule,
             "fit_seconds": round(run.fit_seconds, 1),
             "hardware": hardware_summary(),
             "resumed": run.resumed,
+            # Fine-tuning: the model these weights started from (None: from scratch).
+            "parent": run.parent,
         },
         "metrics": metrics,
     }
