@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+from pathlib import Path
+
+
+def host_info() -> dict:
+    """What a timing depends on: cores, load at the end of the run, platform, Python."""
+    return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def write_result(result: dict, out: str | Path) -> Path:
+    """Write a benchmark's result as indented JSON, creating its folder."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
 
 def model_source(model: str | None) -> tuple[str, str]:
     """The bundle to measure and a note naming it: ``--model``, else the bundled model.

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -28,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _common import host_info, write_result  # benchmarks/ is on sys.path as a script
 from PIL import Image
 from serve_load import Server
 
@@ -157,12 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         "dicom_bytes": len(dcm), "dicom_requests": dicom_done[0],
         "errors": {"explain": err_alone + err_loaded, "dicom": dicom_errors[0]},
         "target_ratio": 2.0, "passed": bool(ratio is not None and ratio <= 2.0),
-        "host": {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-                 "platform": platform.platform(), "python": platform.python_version()},
+        "host": host_info(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(result, args.out)
     print(f"/v1/explain p99 alone {a.get('p99')} ms, with {args.dicom_clients} DICOM clients "
           f"{b.get('p99')} ms (x{ratio}); {dicom_done[0]} DICOM requests; errors "
           f"{result['errors']}  (written to {out})")

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -29,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _common import host_info, write_result  # benchmarks/ is on sys.path as a script
 from PIL import Image
 from serve_load import Server  # the same server harness as the load test
 
@@ -180,12 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "answer_examples": {str(k): v for k, v in sorted(examples.items())},
         "five_xx_or_failed": five_xx,
         "passed": bool(peak is not None and peak <= TARGET_PEAK_MB and five_xx == 0),
-        "host": {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-                 "platform": platform.platform(), "python": platform.python_version()},
+        "host": host_info(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_result(result, args.out)
     print(f"peak server RSS {result['server_rss_mb']['peak']} MB (idle "
           f"{result['server_rss_mb']['idle']} MB, target <= {TARGET_PEAK_MB}); statuses "
           f"{result['statuses']}; 5xx/failed {five_xx}  (written to {out})")

@@ -49,6 +49,17 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
+def init_weights(model: nn.Module) -> None:
+    """He init for every conv; each residual block's last batch norm zeroed, so every block
+    starts as the identity (trains from scratch without pretrained weights)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    for m in model.modules():
+        if isinstance(m, BasicBlock):
+            nn.init.zeros_(m.bn2.weight)
+
+
 STEMS = ("conv-pool", "space-to-depth")
 
 
@@ -137,12 +148,7 @@ class BrainTumorNet(nn.Module):
         self.tumour_head = nn.Conv2d(cin, 1, 1) if tumour_pooling else None
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                                   nn.Linear(cin * (2 if tumour_pooling else 1), num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():  # zero-init the last BN of each block: starts as identity
-            if isinstance(m, BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
+        init_weights(self)
 
     @property
     def has_tumour_head(self) -> bool:

@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from braintumor.models.braintumor_net import BasicBlock, _make_stem, pop_image_size
+from braintumor.models.braintumor_net import (
+    BasicBlock,
+    _make_stem,
+    init_weights,
+    pop_image_size,
+)
 from braintumor.models.registry import register_model
 
 
@@ -97,12 +102,7 @@ class BrainTumorNetV2(nn.Module):
         self.lesion_features = TumourGate()
         self.head = nn.Sequential(nn.Dropout(dropout),
                                   nn.Linear(decoder_width + widths[-1], num_classes))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():  # zero-init the last BN of each block: starts as identity
-            if isinstance(m, BasicBlock):
-                nn.init.zeros_(m.bn2.weight)
+        init_weights(self)
         # The tumour head starts small and biased to "no tumour" (the masks cover ~1 % of a
         # slice): the first steps' BCE is then near its floor instead of ~0.7 per pixel, and
         # the gate starts almost closed rather than passing half of every feature.
