@@ -71,6 +71,7 @@ def main() -> None:
              "wall_seconds": round(time.perf_counter() - t, 1),
              **test_scores(central["bundle"], args.data, not args.skip_leak_free),
              "validation_accuracy": central["metrics"]["validation"]["accuracy"]}]
+    _write(args, base, total_epochs, rows)
     print(_line(rows[0]), flush=True)
     for sites, part, strat in itertools.product(args.sites, args.partitions, args.strategies):
         name = f"{sites}sites-{part.replace(':', '')}-{strat}"
@@ -91,12 +92,16 @@ def main() -> None:
             row["leak_free_gap_points"] = round(100 * (rows[0]["leak_free_accuracy"]
                                                        - row["leak_free_accuracy"]), 2)
         rows.append(row)
+        _write(args, base, total_epochs, rows)  # after each run: a cut-short benchmark keeps it
         print(_line(row), flush=True)
+    print(f"wrote {args.out} ({args.label})")
+
+
+def _write(args: argparse.Namespace, base, total_epochs: int, rows: list[dict]) -> None:
     result = {"label": args.label, "command": "python " + " ".join(sys.argv),
               "config": base.to_dict(), "total_epochs": total_epochs, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} ({args.label})")
 
 
 def _line(r: dict) -> str:

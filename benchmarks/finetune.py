@@ -47,6 +47,8 @@ def main() -> None:
                                                        "(default: the config's / 3)")
     ap.add_argument("--freeze", nargs="*", default=[], help="e.g. stem stages.0")
     ap.add_argument("--two-class", action="store_true", help="also the tumour/no-tumour task")
+    ap.add_argument("--two-class-fractions", type=float, nargs="+",
+                    help="shares for the two-class task (default: --fractions)")
     ap.add_argument("--image-size", type=int)
     ap.add_argument("--skip-leak-free", action="store_true",
                     help="no leak-free figure (skips the dataset audit; smoke runs)")
@@ -62,10 +64,12 @@ def main() -> None:
                                      "image_size": args.image_size})
     base = replace(base, patience=0, progress_bar=False)
     runs = Path(args.runs or tempfile.mkdtemp(prefix="finetune-bench-"))
-    tasks = [(None, "four-class")] + ([(TWO_CLASS, "two-class")] if args.two_class else [])
-    rows = []
-    for classes, task in tasks:
-        for frac in args.fractions:
+    tasks = [(None, "four-class", args.fractions)] + (
+        [(TWO_CLASS, "two-class", args.two_class_fractions or args.fractions)]
+        if args.two_class else [])
+    rows: list[dict] = []
+    for classes, task, fractions in tasks:
+        for frac in fractions:
             for start in ("scratch", "fine-tune"):
                 name = f"{task}-{frac:g}-{start}"
                 cfg = replace(base, out=str(runs / name), custom_classes=classes,
@@ -83,22 +87,26 @@ def main() -> None:
                 card = json.loads((Path(s["bundle"]) / "card.json").read_text())
                 row["train_images"] = sum(card["data"]["counts"]["train"].values())
                 rows.append(row)
+                _write(args, base, rows)  # after each run: a long benchmark cut short keeps it
                 lf = row["leak_free_accuracy"]
                 print(f"{name:<28} {row['train_images']:>5} images  test "
                       f"{row['test_accuracy']:.4f}  leak-free "
                       f"{'n/a' if lf is None else f'{lf:.4f}'}  {row['wall_seconds']:.0f} s",
                       flush=True)
     for task in {r["task"] for r in rows}:
-        for frac in args.fractions:
+        for frac in sorted({r["fraction"] for r in rows if r["task"] == task}):
             pair = {r["start"]: r for r in rows if r["task"] == task and r["fraction"] == frac}
             if len(pair) == 2:
                 gain = 100 * (pair["fine-tune"]["test_accuracy"] - pair["scratch"]["test_accuracy"])
                 print(f"{task} {frac:g}: fine-tune - scratch = {gain:+.2f} points")
+    print(f"wrote {args.out} ({args.label})")
+
+
+def _write(args: argparse.Namespace, base, rows: list[dict]) -> None:
     result = {"label": args.label, "command": "python " + " ".join(sys.argv),
               "parent": args.parent, "config": base.to_dict(), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} ({args.label})")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def run_server(cfg: TrainConfig, *, address: str, rounds: int, local_epochs: int
     val = _validation(val_data, classes, cfg.image_size) if val_data else None
     fit_config = {"local_epochs": local_epochs, "lr": cfg.lr, "spec": spec.to_json()}
     inner = build_strategy(strategy, model_arrays(model), fit_config,
-                           min_fit_clients=min_fit_clients, proximal_mu=proximal_mu)
+                           min_fit_clients=min_fit_clients, proximal_mu=proximal_mu,
+                           rounds=rounds)
     evaluator = GlobalEvaluator(spec, model, *val) if val is not None else None
     recorder = RecordingStrategy(inner, evaluator, on_round=lambda r: print(
         f"round {r['round']}: " + ", ".join(f"{k} {r[k]}" for k in (

@@ -97,7 +97,8 @@ def simulate(cfg: TrainConfig, *, sites: int, partition: str, rounds: int, local
     model, parent = initial_model(cfg, classes)
     fit_config = {"local_epochs": local_epochs, "lr": cfg.lr, "spec": spec.to_json()}
     inner = build_strategy(strategy, model_arrays(model), fit_config,
-                           min_fit_clients=min_fit_clients or sites, proximal_mu=proximal_mu)
+                           min_fit_clients=min_fit_clients or sites, proximal_mu=proximal_mu,
+                           rounds=rounds)
     recorder = RecordingStrategy(inner, GlobalEvaluator(spec, model, *val),
                                  on_round=lambda row: _print_round(row, rounds))
     manager = SimpleClientManager()

@@ -41,6 +41,10 @@ class SiteTrainer:
         self.val_images, self.val_labels = val_images, val_labels
         counts = np.bincount(self.labels.numpy(), minlength=len(classes))
         self.module = Classifier(cfg, len(classes), counts.tolist())
+        # The memory format central training uses (1.4x faster steps on CPU); loading the
+        # global weights copies into these tensors and keeps it.
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.module.model.to(memory_format=self.memory_format)
         self.spec = ModelSpec(cfg.model, cfg.image_size, tuple(classes), dict(cfg.model_kwargs))
 
     def fit(self, arrays: list[np.ndarray], epochs: int, lr: float, proximal_mu: float = 0.0,
@@ -71,6 +75,7 @@ class SiteTrainer:
                 idx = order[i:i + bs]
                 x = self.images[idx].float().div_(255.0).unsqueeze(1)
                 x, _ = self.module.augment.with_mask(x, None)
+                x = x.contiguous(memory_format=self.memory_format)
                 loss = self.module.loss_fn(model(x), self.labels[idx])
                 if anchor is not None:
                     prox = sum(((p - a) ** 2).sum() for p, a in

@@ -7,6 +7,7 @@ metrics, failures, and the bytes of weights sent down and up in each round.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,19 +23,36 @@ def _bytes(parameters: Parameters) -> int:
     return int(sum(len(t) for t in parameters.tensors))
 
 
+def round_lr(peak: float, server_round: int, rounds: int, floor: float = 0.05) -> float:
+    """The learning rate a site trains with in ``server_round`` (1-based) of ``rounds``.
+
+    Cosine decay across rounds from ``peak`` to ``floor * peak``, sent by the server in each
+    round's fit config. A site's optimizer is rebuilt every round, so a per-site schedule
+    would restart at its peak each time; central training decays its rate (one-cycle), and a
+    federation held at the peak rate ends on noisy weights that the average does not smooth.
+    """
+    if rounds <= 1:
+        return peak
+    t = min(max(server_round - 1, 0), rounds - 1) / (rounds - 1)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def build_strategy(name: str, initial: list[np.ndarray], fit_config: dict, *,
-                   min_fit_clients: int, proximal_mu: float = 0.0) -> Strategy:
+                   min_fit_clients: int, proximal_mu: float = 0.0,
+                   rounds: int | None = None) -> Strategy:
     """Flower's strategy: every connected site trains each round (fraction_fit 1), a round
     starts once ``min_fit_clients`` are connected, and a site that fails or drops out
     mid-round is left out of that round's average instead of stopping it
-    (``accept_failures``)."""
+    (``accept_failures``). With ``rounds``, ``fit_config["lr"]`` is the peak of
+    :func:`round_lr`; without, every round gets it unchanged."""
     if name not in STRATEGIES:
         raise ValueError(f"strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
     common: dict[str, Any] = dict(
         fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=min_fit_clients,
         min_evaluate_clients=0, min_available_clients=min_fit_clients, accept_failures=True,
         initial_parameters=ndarrays_to_parameters(initial),
-        on_fit_config_fn=lambda rnd: {**fit_config, "round": rnd})
+        on_fit_config_fn=lambda rnd: {**fit_config, "round": rnd, "lr": (
+            round_lr(fit_config["lr"], rnd, rounds) if rounds else fit_config["lr"])})
     if name == "fedprox":
         return FedProx(proximal_mu=proximal_mu, **common)
     return FedAvg(**common)
