@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JPEG-compressed 8-bit frames (slower to decode) instead of native 16-bit")
     p.add_argument("--max-requests", type=int, default=10_000, help="per client, a safety cap")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
+    p.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
+                   help="extra `braintumor serve` argument, repeatable "
+                        "(e.g. --serve-arg=--decode-nice=0 for the priority off)")
     p.set_defaults(workers=1)
     return p.parse_args(argv)
 

@@ -86,6 +86,7 @@ class Server:
                "--port", str(self.port), "--workers", str(args.workers)]
         if args.model:
             cmd += ["--model", args.model]
+        cmd += list(getattr(args, "serve_args", None) or [])
         self.log = tempfile.NamedTemporaryFile("w+", prefix="serve-load-", suffix=".log",
                                                delete=False)
         env = {k: v for k, v in os.environ.items() if k != "BRAINTUMOR_API_KEY"}

@@ -169,6 +169,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
                    help="seconds a request waits for decode room before a 503 "
                         "(default: %(default)s)")
+    p.add_argument("--decode-nice", type=int, default=limits.DEFAULT_DECODE_NICE,
+                   help="nice increment of the threads decoding large uploads, so that "
+                        "explanations keep the CPU; 0: normal priority (default: %(default)s)")
     p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
                    help="seconds a request body may take to arrive before a 408 "
                         "(default: %(default)s)")

@@ -82,3 +82,23 @@ def test_resaves_of_a_decoded_jpeg_match_the_jpeg(tmp_path, scan):
 def test_8_bit_dicom_without_window_is_no_longer_stretched(scan):
     # Before the rule, 8-bit DICOM without a window was stretched to its 0.5-99.5 % range.
     np.testing.assert_array_equal(read_image(dicom_bytes(scan, bits_stored=8)).pixels, scan)
+
+
+@pytest.mark.parametrize("make", [
+    lambda r: r.integers(0, 4096, (120, 90), dtype=np.uint16),  # a 12-bit scan
+    lambda r: r.integers(-1024, 3000, (64, 64)).astype(np.int16),  # signed, below zero
+    lambda r: (r.integers(0, 256, (50, 50)) * 257).astype(np.uint16),  # 8-bit, v * 257
+    lambda r: (r.integers(0, 256, (50, 50)) << 8).astype(np.uint16),  # 8-bit, v << 8
+    lambda r: (r.integers(0, 256, (50, 50)) * 257).astype(np.int32),
+    lambda r: r.integers(0, 200, (40, 40)).astype(np.uint16),  # 8-bit values in 16 bits
+    lambda r: r.integers(0, 70000, (40, 40)).astype(np.int32),  # beyond 16 bits
+    lambda r: r.integers(-5, 5, (20, 20)).astype(np.int8),
+    lambda r: r.integers(0, 2, (10, 10)).astype(bool),
+    lambda r: np.full((4, 4), 300, np.uint16),
+])
+def test_integer_fast_path_matches_the_float_rule(make):
+    """Integers skip the float64 copies (a DICOM decodes 5x faster) with the same result."""
+    values = make(np.random.default_rng(0))
+    fast = to_uint8(values)
+    assert fast.dtype == np.uint8
+    assert np.array_equal(fast, to_uint8(values.astype(np.float64)))

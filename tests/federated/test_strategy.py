@@ -14,7 +14,7 @@ def test_round_lr_decays_from_peak_to_floor():
     lrs = [round_lr(0.01, r, 5) for r in range(1, 6)]
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[-1] == pytest.approx(0.0005)
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert all(a > b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
     assert lrs[2] == pytest.approx(0.01 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi / 2))))
     assert round_lr(0.01, 1, 1) == 0.01
 

@@ -28,6 +28,7 @@ from braintumor import DISCLAIMER, __version__
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers import LoadedImage
 from braintumor.inference.predictor import Prediction, Predictor
+from braintumor.serve.decode_lane import DecodeLane
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
 from braintumor.serve.guard import (
     UploadGuard,
@@ -102,9 +103,11 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     # (serve/limits.py): priced from the image header before anything is decoded.
     slots = app.state.decode_slots = DecodeSlots(
         settings.max_decodes, settings.decode_budget_bytes, settings.decode_wait_seconds)
+    # Large decodes yield the CPU to the model (serve/decode_lane.py).
+    lane = app.state.decode_lane = DecodeLane(settings.max_decodes, settings.decode_nice)
     app.include_router(page_router())
     app.include_router(service_router(predictor, settings))
-    app.include_router(api_router(predictor, settings, slots))
+    app.include_router(api_router(predictor, settings, slots, lane))
     # Added innermost first: CORS (when configured) must be outermost so that even the
     # guard's 401/413 answers carry the headers a browser needs to read them.
     app.add_middleware(UploadGuard, settings=settings)
@@ -145,7 +148,8 @@ def service_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
     return router
 
 
-def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots) -> APIRouter:
+def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
+               lane: DecodeLane) -> APIRouter:
     """``/v1``: the model card and the routes that run the model, behind the API key."""
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="required when the server has an API key")
@@ -173,7 +177,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
              dependencies=one_file)
     def predict(file: UploadFile = File(..., description="the scan: JPEG, PNG or DICOM")) -> dict:
         """Classify one scan. Research use only: not a diagnosis."""
-        result = _classify(predictor, settings, slots, file, explain=False)
+        result = _classify(predictor, settings, slots, lane, file, explain=False)
         return _finish(result.body, result.started, "predict")
 
     @v1.post(
@@ -190,7 +194,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
                                    description="png: answer with the overlay PNG itself"),
     ) -> Response:
         """Classify one scan and show the evidence: a Grad-CAM heatmap over it."""
-        result = _classify(predictor, settings, slots, file, explain=True)
+        result = _classify(predictor, settings, slots, lane, file, explain=True)
         body = result.body
         pred = result.prediction
         assert pred.overlay is not None and pred.heatmap is not None  # explain=True made them
@@ -209,7 +213,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
 
 
 def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
-              file: UploadFile, explain: bool) -> _Classified:
+              lane: DecodeLane, file: UploadFile, explain: bool) -> _Classified:
     """Read, decode and run the model; every refusal raises the ApiError that says why."""
     t0 = time.perf_counter()
     if file.size is not None and file.size > settings.max_upload_bytes:
@@ -219,8 +223,10 @@ def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
         raise too_large_error(settings.max_upload_bytes)
     name = upload_name(file.filename)
     # Priced from the header and held until the model is done: bounds memory per upload.
-    with decode_reservation(slots, data, name, settings.max_side, explain):
-        loaded = decode_upload(data, name, settings.max_pixels, settings.max_side)
+    with decode_reservation(slots, data, name, settings.max_side, explain) as reservation:
+        args = (data, name, settings.max_pixels, settings.max_side)
+        loaded = (lane.run(decode_upload, *args) if reservation.large
+                  else decode_upload(*args))
         try:
             pred = predictor.predict_one(loaded, explain=explain)
         except ImageReadError as exc:

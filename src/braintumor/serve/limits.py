@@ -202,14 +202,27 @@ def describe(header: ImageHeader | None) -> str:
     return f"{header.width}x{header.height} {header.format} ({header.mode})"
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """An upload's header (None when unreadable), its price, and whether it is large
+    (more than ``SMALL_REQUEST_BYTES``: it took a decode slot and decodes on the lane)."""
+
+    header: ImageHeader | None
+    cost: int
+
+    @property
+    def large(self) -> bool:
+        return self.cost > SMALL_REQUEST_BYTES
+
+
 @contextmanager
 def decode_reservation(slots: DecodeSlots, data: bytes, name: str, max_side: int | None,
-                       explain: bool) -> Iterator[ImageHeader | None]:
+                       explain: bool) -> Iterator[Reservation]:
     """Price an upload from its header and hold its share of ``slots`` while inside."""
     header = probe_header(data, name)
     cost = decode_cost_bytes(header, max_side, explain) if header else _FIXED
     with slots.reserve(cost, describe(header)):
-        yield header
+        yield Reservation(header, cost)
 
 
 # glibc mallopt parameters (malloc.h): M_MMAP_THRESHOLD and M_ARENA_MAX.

@@ -27,6 +27,9 @@ DEFAULT_MAX_SIDE = 2048
 DEFAULT_DECODE_BUDGET_MB = 1024
 DEFAULT_MAX_DECODES = 4
 DEFAULT_DECODE_WAIT_S = 60.0
+# Nice increment of the threads that decode large uploads (serve/decode_lane.py): high
+# enough that the model's threads win the cores (0: decode at normal priority).
+DEFAULT_DECODE_NICE = 10
 DEFAULT_BODY_TIMEOUT_S = 120.0
 DEFAULT_BODY_IDLE_S = 20.0
 
@@ -46,6 +49,7 @@ class ServeSettings:
     decode_budget_bytes: int = DEFAULT_DECODE_BUDGET_MB * 1024 * 1024
     max_decodes: int = DEFAULT_MAX_DECODES
     decode_wait_seconds: float = DEFAULT_DECODE_WAIT_S
+    decode_nice: int = DEFAULT_DECODE_NICE
     # A body must arrive within body_timeout_seconds, with no gap longer than
     # body_idle_seconds between its chunks, else 408: a slow client cannot hold a worker.
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_S
@@ -56,6 +60,8 @@ class ServeSettings:
                      "body_timeout_seconds", "body_idle_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.decode_nice <= 19:
+            raise ValueError(f"decode_nice must be within 0..19, got {self.decode_nice}")
         if self.max_side is not None and self.max_side < 64:
             raise ValueError(f"max_side must be at least 64 px (or None), got {self.max_side}")
         if self.max_upload_bytes < 1:
@@ -91,6 +97,7 @@ class ServeSettings:
                                                   DEFAULT_DECODE_BUDGET_MB)) * 1024 * 1024),
             max_decodes=int(getattr(args, "max_decodes", DEFAULT_MAX_DECODES)),
             decode_wait_seconds=float(getattr(args, "decode_wait", DEFAULT_DECODE_WAIT_S)),
+            decode_nice=int(getattr(args, "decode_nice", DEFAULT_DECODE_NICE)),
             body_timeout_seconds=float(getattr(args, "body_timeout", DEFAULT_BODY_TIMEOUT_S)),
         )
 

@@ -180,8 +180,10 @@ def _monochrome_to_uint8(frame: np.ndarray, ds, source: str, notes: list[str]) -
     from pydicom.dataset import Dataset
     from pydicom.pixels import apply_modality_lut, apply_windowing
 
-    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    # Integers stay integers when the file has no rescale: the intensity rule's fast path.
+    values = np.asarray(apply_modality_lut(frame, ds))
     if "WindowCenter" in ds and "WindowWidth" in ds:
+        values = values.astype(np.float64)
         # Reuse pydicom's windowing (LINEAR, LINEAR_EXACT, SIGMOID; first of several
         # windows) on a stand-in header that declares an unsigned 8-bit output with no
         # rescale, so its output range is exactly 0..255. The centre and width are in

@@ -40,6 +40,8 @@ def to_uint8(values: np.ndarray, *, unit_float: bool = False) -> np.ndarray:
     a = np.asarray(values)
     if a.dtype == np.uint8:
         return a
+    if a.dtype.kind in "iub" and a.size:
+        return _integers_to_uint8(a)
     a = a.astype(np.float64)
     finite = a[np.isfinite(a)]
     if finite.size == 0:
@@ -52,6 +54,29 @@ def to_uint8(values: np.ndarray, *, unit_float: bool = False) -> np.ndarray:
         return _round_to_uint8(a / factor)
     lo = min(0.0, lo_value)
     return _round_to_uint8((a - lo) * (FULL_SCALE / max(FULL_SCALE, hi_value - lo)))
+
+
+def _integers_to_uint8(a: np.ndarray) -> np.ndarray:
+    """:func:`to_uint8` for integer data, without its float64 copies (same result).
+
+    Integers are finite and whole, so the embedding test is a modulo in their own dtype; this
+    is most of the decode time of a 1024 px 16-bit DICOM (about 40 ms of 55), which a server
+    spends beside the model.
+    """
+    if a.dtype.kind == "b":
+        a = a.astype(np.uint8)
+    lo_value, hi_value = int(a.min()), int(a.max())
+    if lo_value >= 0 and FULL_SCALE < hi_value <= 65535:
+        for factor in EIGHT_BIT_EMBEDDINGS:
+            if not np.any(a % a.dtype.type(factor)):
+                return (a // a.dtype.type(factor)).astype(np.uint8)  # exact: v / factor
+    lo = min(0, lo_value)
+    scale = FULL_SCALE / max(FULL_SCALE, float(hi_value - lo))
+    out = np.subtract(a, lo, dtype=np.float64)
+    out *= scale
+    np.clip(out, 0, FULL_SCALE, out=out)
+    out += 0.5
+    return out.astype(np.uint8)
 
 
 def eight_bit_embedding(finite: np.ndarray) -> int | None:
