@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     p.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
                    help="extra `braintumor serve` argument, repeatable "
-                        "(e.g. --serve-arg=--decode-nice=0 for the priority off)")
+                        "(e.g. --serve-arg=--large-upload-nice=0 for the priority off)")
     p.set_defaults(workers=1)
     return p.parse_args(argv)
 

@@ -169,9 +169,10 @@ def _add_serve(sub) -> None:
     p.add_argument("--decode-wait", type=float, default=limits.DEFAULT_DECODE_WAIT_S,
                    help="seconds a request waits for decode room before a 503 "
                         "(default: %(default)s)")
-    p.add_argument("--decode-nice", type=int, default=limits.DEFAULT_DECODE_NICE,
-                   help="nice increment of the threads decoding large uploads, so that "
-                        "explanations keep the CPU; 0: normal priority (default: %(default)s)")
+    p.add_argument("--large-upload-nice", type=int, default=limits.DEFAULT_LARGE_UPLOAD_NICE,
+                   help="nice increment (0-19) of the thread that decodes and classifies "
+                        "large uploads, so that normal scans keep the CPU; 0: normal "
+                        "priority (default: %(default)s)")
     p.add_argument("--body-timeout", type=float, default=limits.DEFAULT_BODY_TIMEOUT_S,
                    help="seconds a request body may take to arrive before a 408 "
                         "(default: %(default)s)")

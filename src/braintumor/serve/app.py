@@ -28,7 +28,6 @@ from braintumor import DISCLAIMER, __version__
 from braintumor.data.errors import ImageReadError
 from braintumor.data.readers import LoadedImage
 from braintumor.inference.predictor import Prediction, Predictor
-from braintumor.serve.decode_lane import DecodeLane
 from braintumor.serve.errors import ApiError, ContainFailures, install_error_handlers
 from braintumor.serve.guard import (
     UploadGuard,
@@ -38,6 +37,7 @@ from braintumor.serve.guard import (
     unauthorized_error,
 )
 from braintumor.serve.imaging import decode_upload, heatmap_rgba, png_bytes, upload_name
+from braintumor.serve.large_uploads import LargeUploadLane
 from braintumor.serve.limits import DecodeSlots, decode_reservation
 from braintumor.serve.outline import tumour_body
 from braintumor.serve.schemas import (
@@ -103,8 +103,8 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     # (serve/limits.py): priced from the image header before anything is decoded.
     slots = app.state.decode_slots = DecodeSlots(
         settings.max_decodes, settings.decode_budget_bytes, settings.decode_wait_seconds)
-    # Large decodes yield the CPU to the model (serve/decode_lane.py).
-    lane = app.state.decode_lane = DecodeLane(settings.max_decodes, settings.decode_nice)
+    # Large uploads yield the CPU to everyone else (serve/large_uploads.py).
+    lane = app.state.large_upload_lane = LargeUploadLane(settings.large_upload_nice)
     app.include_router(page_router())
     app.include_router(service_router(predictor, settings))
     app.include_router(api_router(predictor, settings, slots, lane))
@@ -149,7 +149,7 @@ def service_router(predictor: Predictor, settings: ServeSettings) -> APIRouter:
 
 
 def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
-               lane: DecodeLane) -> APIRouter:
+               lane: LargeUploadLane) -> APIRouter:
     """``/v1``: the model card and the routes that run the model, behind the API key."""
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="required when the server has an API key")
@@ -213,7 +213,7 @@ def api_router(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots
 
 
 def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
-              lane: DecodeLane, file: UploadFile, explain: bool) -> _Classified:
+              lane: LargeUploadLane, file: UploadFile, explain: bool) -> _Classified:
     """Read, decode and run the model; every refusal raises the ApiError that says why."""
     t0 = time.perf_counter()
     if file.size is not None and file.size > settings.max_upload_bytes:
@@ -224,14 +224,11 @@ def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
     name = upload_name(file.filename)
     # Priced from the header and held until the model is done: bounds memory per upload.
     with decode_reservation(slots, data, name, settings.max_side, explain) as reservation:
-        args = (data, name, settings.max_pixels, settings.max_side)
-        loaded = (lane.run(decode_upload, *args) if reservation.large
-                  else decode_upload(*args))
-        try:
-            pred = predictor.predict_one(loaded, explain=explain)
-        except ImageReadError as exc:
-            raise ApiError(422, "unreadable_image",
-                           f"The scan cannot be used: {exc.reason}.") from None
+        # A large scan is decoded *and* classified on the low-priority lane: on a small
+        # server its model pass competes for the same cores as everyone else's.
+        work = (data, name, settings, predictor, explain)
+        loaded, pred = lane.run(_decode_and_predict, *work) if reservation.large \
+            else _decode_and_predict(*work)
     h, w = loaded.meta.original_size
     body = {"label": pred.label, "confidence": pred.confidence,
             "probabilities": pred.probabilities, "model": pred.model,
@@ -240,6 +237,16 @@ def _classify(predictor: Predictor, settings: ServeSettings, slots: DecodeSlots,
             "warning": pred.warning, "ood_score": pred.ood_score,
             "ood_reasons": list(pred.ood_reasons), "disclaimer": DISCLAIMER}
     return _Classified(pred, loaded, body, t0)
+
+
+def _decode_and_predict(data: bytes, name: str, settings: ServeSettings, predictor: Predictor,
+                        explain: bool) -> tuple[LoadedImage, Prediction]:
+    loaded = decode_upload(data, name, settings.max_pixels, settings.max_side)
+    try:
+        return loaded, predictor.predict_one(loaded, explain=explain)
+    except ImageReadError as exc:
+        raise ApiError(422, "unreadable_image",
+                       f"The scan cannot be used: {exc.reason}.") from None
 
 
 def _finish(body: dict, t0: float, route: str) -> dict:

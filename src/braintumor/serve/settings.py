@@ -27,9 +27,10 @@ DEFAULT_MAX_SIDE = 2048
 DEFAULT_DECODE_BUDGET_MB = 1024
 DEFAULT_MAX_DECODES = 4
 DEFAULT_DECODE_WAIT_S = 60.0
-# Nice increment of the threads that decode large uploads (serve/decode_lane.py): high
-# enough that the model's threads win the cores (0: decode at normal priority).
-DEFAULT_DECODE_NICE = 10
+# Nice increment of the thread that decodes and classifies large uploads
+# (serve/large_uploads.py): the most there is, so that a normal scan's explanation keeps the
+# cores (0: normal priority, more large uploads per second under load).
+DEFAULT_LARGE_UPLOAD_NICE = 19
 DEFAULT_BODY_TIMEOUT_S = 120.0
 DEFAULT_BODY_IDLE_S = 20.0
 
@@ -49,7 +50,7 @@ class ServeSettings:
     decode_budget_bytes: int = DEFAULT_DECODE_BUDGET_MB * 1024 * 1024
     max_decodes: int = DEFAULT_MAX_DECODES
     decode_wait_seconds: float = DEFAULT_DECODE_WAIT_S
-    decode_nice: int = DEFAULT_DECODE_NICE
+    large_upload_nice: int = DEFAULT_LARGE_UPLOAD_NICE
     # A body must arrive within body_timeout_seconds, with no gap longer than
     # body_idle_seconds between its chunks, else 408: a slow client cannot hold a worker.
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_S
@@ -60,8 +61,9 @@ class ServeSettings:
                      "body_timeout_seconds", "body_idle_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.decode_nice <= 19:
-            raise ValueError(f"decode_nice must be within 0..19, got {self.decode_nice}")
+        if not 0 <= self.large_upload_nice <= 19:
+            raise ValueError("large_upload_nice must be within 0..19, got "
+                             f"{self.large_upload_nice}")
         if self.max_side is not None and self.max_side < 64:
             raise ValueError(f"max_side must be at least 64 px (or None), got {self.max_side}")
         if self.max_upload_bytes < 1:
@@ -97,7 +99,8 @@ class ServeSettings:
                                                   DEFAULT_DECODE_BUDGET_MB)) * 1024 * 1024),
             max_decodes=int(getattr(args, "max_decodes", DEFAULT_MAX_DECODES)),
             decode_wait_seconds=float(getattr(args, "decode_wait", DEFAULT_DECODE_WAIT_S)),
-            decode_nice=int(getattr(args, "decode_nice", DEFAULT_DECODE_NICE)),
+            large_upload_nice=int(getattr(args, "large_upload_nice",
+                                          DEFAULT_LARGE_UPLOAD_NICE)),
             body_timeout_seconds=float(getattr(args, "body_timeout", DEFAULT_BODY_TIMEOUT_S)),
         )
 
