@@ -10,7 +10,7 @@ from PIL import Image
 
 from braintumor.data.preprocess import PreprocessConfig, preprocess
 from braintumor.data.readers import read_image
-from braintumor.data.readers.intensity import eight_bit_embedding, to_uint8
+from braintumor.data.readers.intensity import colour_saturation, eight_bit_embedding, to_uint8
 from braintumor.data.resave import EXTENSIONS, RESAVES, dicom_bytes
 
 
@@ -57,6 +57,23 @@ def test_nan_becomes_zero():
     a = np.arange(64, dtype=np.float64).reshape(8, 8) * 40
     a[0, 0] = np.nan
     assert to_uint8(a)[0, 0] == 0
+
+
+def _saturation_by_axis_reduction(rgb: np.ndarray) -> float:
+    """colour_saturation as it was written first (max/min over the channel axis)."""
+    a = np.asarray(rgb)[..., :3]
+    chroma = a.max(axis=-1).astype(np.float64) - a.min(axis=-1)
+    return float(np.nanmean(chroma) / 255.0)
+
+
+@pytest.mark.parametrize("shape", [(512, 512, 3), (97, 61, 3), (40, 30, 4), (1, 1, 3)])
+def test_colour_saturation_fast_path_is_bit_identical(shape):
+    rng = np.random.default_rng(sum(shape))
+    for rgb in (rng.integers(0, 256, shape, dtype=np.uint8),
+                np.repeat(rng.integers(0, 256, shape[:2] + (1,), dtype=np.uint8), shape[2], -1),
+                np.full(shape, 255, np.uint8)):
+        assert colour_saturation(rgb) == _saturation_by_axis_reduction(rgb)
+    assert colour_saturation(np.zeros(shape[:2] + (3,), np.uint8)) == 0.0
 
 
 @pytest.mark.parametrize("name", sorted(RESAVES))

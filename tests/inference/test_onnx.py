@@ -9,9 +9,17 @@ import onnx
 import pytest
 
 from braintumor.cli import main
-from braintumor.inference.onnx_export import OPSET, sidecar_path
+from braintumor.data.preprocess import preprocess
+from braintumor.inference.onnx_export import (
+    FEATURES_OUTPUT_NAME,
+    OPSET,
+    OUTPUT_NAME,
+    sidecar_path,
+)
+from braintumor.inference.onnx_runtime import OnnxModel
+from braintumor.inference.ood import FeatureExtractor
 from braintumor.inference.predictor import Predictor
-from braintumor.models import ModelIntegrityError
+from braintumor.models import ModelIntegrityError, load_bundle
 
 from .conftest import CLASSES, TEMPERATURE
 
@@ -39,6 +47,34 @@ def test_export_writes_a_checked_file_with_metadata(exported, tiny_bundle):
     assert float(props["braintumor.temperature"]) == pytest.approx(TEMPERATURE)
     side = json.loads(sidecar_path(exported).read_text())
     assert side["onnx"]["file"] == "model.onnx" and side["classes"] == CLASSES
+
+
+def test_export_has_the_ood_features_output(exported, tiny_bundle):
+    """``features`` (the classifier's input, which the OOD check scores) comes after
+    ``logits``, which stays first; its width is the last linear layer's input."""
+    graph = onnx.load(str(exported)).graph
+    assert [o.name for o in graph.output] == [OUTPUT_NAME, FEATURES_OUTPUT_NAME]
+    width = load_bundle(tiny_bundle).model.head[-1].in_features
+    dims = graph.output[1].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_value == width
+    assert json.loads(sidecar_path(exported).read_text())["onnx"]["outputs"] == [
+        OUTPUT_NAME, FEATURES_OUTPUT_NAME]
+    assert OnnxModel.load(exported).has_features
+
+
+def test_onnx_features_match_pytorch(exported, tiny_bundle, images):
+    """Parity of the OOD features, as of the logits (float32 kernels of two runtimes)."""
+    loaded = load_bundle(tiny_bundle)
+    batch = np.stack([preprocess(im, loaded.preprocess).image for im in images])
+    ref_logits, ref_feats = FeatureExtractor(loaded.model)(batch)
+    logits, tumour, feats = OnnxModel.load(exported).logits_and_features(batch)
+    assert tumour is None and feats.dtype == np.float32 and feats.shape == ref_feats.shape
+    np.testing.assert_allclose(feats, ref_feats, atol=1e-4)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
+    assert float(ref_feats.std()) > 0.05  # varied features, so the comparison means something
+    # One image at a time (the dynamic batch axis) gives the same rows.
+    one = OnnxModel.load(exported).logits_and_features(batch[1:2])[2]
+    np.testing.assert_allclose(one, feats[1:2], atol=1e-5)
 
 
 def test_onnx_and_torch_probabilities_agree(exported, tiny_bundle, images):

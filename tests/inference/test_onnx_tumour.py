@@ -16,8 +16,14 @@ import torch
 
 from braintumor.cli import main
 from braintumor.data.preprocess import preprocess, to_model_input
-from braintumor.inference.onnx_export import OUTPUT_NAME, TUMOUR_OUTPUT_NAME, sidecar_path
+from braintumor.inference.onnx_export import (
+    FEATURES_OUTPUT_NAME,
+    OUTPUT_NAME,
+    TUMOUR_OUTPUT_NAME,
+    sidecar_path,
+)
 from braintumor.inference.onnx_runtime import OnnxModel
+from braintumor.inference.ood import FeatureExtractor
 from braintumor.inference.predictor import Predictor
 from braintumor.models import load_bundle
 
@@ -33,10 +39,12 @@ def tumour_onnx(tumour_bundle, tmp_path_factory):
 
 
 def test_export_has_both_outputs(tumour_onnx):
+    # logits and tumour_logits keep their places; the OOD features come after them.
     graph = onnx.load(str(tumour_onnx)).graph
-    assert [o.name for o in graph.output] == [OUTPUT_NAME, TUMOUR_OUTPUT_NAME]
+    assert [o.name for o in graph.output] == [OUTPUT_NAME, TUMOUR_OUTPUT_NAME,
+                                              FEATURES_OUTPUT_NAME]
     side = json.loads(sidecar_path(tumour_onnx).read_text())
-    assert side["onnx"]["outputs"] == [OUTPUT_NAME, TUMOUR_OUTPUT_NAME]
+    assert side["onnx"]["outputs"] == [OUTPUT_NAME, TUMOUR_OUTPUT_NAME, FEATURES_OUTPUT_NAME]
 
 
 def test_onnx_runtime_returns_both_and_matches_pytorch(tumour_onnx, tumour_bundle,
@@ -55,6 +63,12 @@ def test_onnx_runtime_returns_both_and_matches_pytorch(tumour_onnx, tumour_bundl
     np.testing.assert_allclose(tumour, ref_tumour.numpy(), atol=ATOL)
     assert float(ref_tumour.std()) > 0.1  # a varied map, so the comparison means something
     np.testing.assert_allclose(runtime.logits(batch), logits, atol=1e-6)
+    # All three from one run: the same logits and maps, plus the OOD features.
+    logits3, tumour3, feats = runtime.logits_and_features(batch, tumour=True)
+    np.testing.assert_allclose(logits3, logits, atol=1e-6)
+    np.testing.assert_allclose(tumour3, tumour, atol=1e-6)
+    _, ref_feats = FeatureExtractor(loaded.model)(batch)
+    np.testing.assert_allclose(feats, ref_feats, atol=ATOL)
 
 
 def test_predictor_on_the_onnx_file_gives_the_outline(tumour_onnx, tumour_bundle,
@@ -72,10 +86,11 @@ def test_predictor_on_the_onnx_file_gives_the_outline(tumour_onnx, tumour_bundle
         assert b.label == a.label
 
 
-def test_plain_export_keeps_one_output(tiny_bundle, tmp_path, synthetic_slice):
+def test_plain_export_has_no_tumour_output(tiny_bundle, tmp_path, synthetic_slice):
     out = tmp_path / "plain.onnx"
     assert main(["export", "--model", str(tiny_bundle), "--out", str(out)]) == 0
-    assert [o.name for o in onnx.load(str(out)).graph.output] == [OUTPUT_NAME]
+    assert [o.name for o in onnx.load(str(out)).graph.output] == [OUTPUT_NAME,
+                                                                   FEATURES_OUTPUT_NAME]
     predictor = Predictor.load(out)
     assert not predictor.has_tumour_head
     pred = predictor.predict(synthetic_slice(80, seed=1), outline=True)[0]

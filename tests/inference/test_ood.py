@@ -6,6 +6,7 @@ the tests need neither the dataset nor the bundled model.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -13,9 +14,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from braintumor.cli import main
+from braintumor.inference.onnx_export import FEATURES_OUTPUT_NAME, export_model_proto
 from braintumor.inference.ood import (
     CARD_SECTION,
     OOD_FILE,
@@ -24,6 +27,7 @@ from braintumor.inference.ood import (
 )
 from braintumor.inference.predictor import Predictor
 from braintumor.models import ModelIntegrityError, load_bundle
+from braintumor.models.braintumor_net import BrainTumorNet
 
 from ..conftest import (
     CLASSES,
@@ -105,10 +109,131 @@ def test_warning_does_not_change_the_prediction(tiny_bundle, predictor):
     assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
 
 
-def test_onnx_backend_warns_too(calibrated_bundle):
+@pytest.fixture(scope="module")
+def onnx_predictor(calibrated_bundle) -> Predictor:
     pytest.importorskip("onnxruntime")
-    onnx = Predictor.load(calibrated_bundle, backend="onnx")
-    assert onnx.predict(non_brain()["noise"])[0].warning == WARNING_TEXT
+    return Predictor.load(calibrated_bundle, backend="onnx")
+
+
+def test_onnx_backend_warns_too(onnx_predictor):
+    assert onnx_predictor.predict(non_brain()["noise"])[0].warning == WARNING_TEXT
+
+
+def ood_inputs() -> list[np.ndarray]:
+    """Four brain-like slices that pass, then noise, a document and a photo that warn."""
+    return [*synthetic_slices(range(5000, 5004))[0], *non_brain().values()]
+
+
+def no_pytorch_forward(monkeypatch) -> None:
+    """Make any PyTorch module call fail (every forward pass goes through Module.__call__)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a PyTorch forward pass ran")
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", refuse)
+
+
+def assert_same_decisions(expected, got) -> None:
+    for a, b in zip(expected, got, strict=True):
+        assert b.ok and b.label == a.label
+        assert (b.warning, b.ood_reasons) == (a.warning, a.ood_reasons)
+        assert b.ood_score == pytest.approx(a.ood_score, rel=1e-4)
+
+
+def test_onnx_backend_scores_ood_from_one_run_without_pytorch(onnx_predictor, predictor,
+                                                             monkeypatch):
+    """The graph's ``features`` output feeds the check: no PyTorch pass, no PyTorch copy,
+    and the same warnings, reasons and (to float rounding) scores as PyTorch."""
+    expected = predictor.predict(ood_inputs())
+    assert [p.warning is not None for p in expected] == [False] * 4 + [True] * 3
+    assert onnx_predictor.ood is not None and onnx_predictor.ood.extract is None
+    assert "ONNX" in onnx_predictor.ood_status["features_from"]
+    no_pytorch_forward(monkeypatch)
+    got = onnx_predictor.predict(ood_inputs(), batch_size=3)  # batches of 3, 3 and 1
+    assert_same_decisions(expected, got)
+    assert_same_decisions(expected[-1:], [onnx_predictor.predict_one(ood_inputs()[-1])])
+
+
+@pytest.fixture(scope="module")
+def export_proto(calibrated_bundle):
+    pytest.importorskip("onnxruntime")
+    return export_model_proto(load_bundle(calibrated_bundle))
+
+
+def without_features(proto):
+    """The graph as exported before the ``features`` output existed."""
+    old = copy.deepcopy(proto)
+    keep = [o for o in old.graph.output if o.name != FEATURES_OUTPUT_NAME]
+    del old.graph.output[:]
+    old.graph.output.extend(keep)
+    return old
+
+
+def test_old_export_without_features_still_loads_and_falls_back(calibrated_bundle, predictor,
+                                                                export_proto, tmp_path):
+    from braintumor.inference.onnx_runtime import OnnxModel
+
+    old = without_features(export_proto)
+    assert [o.name for o in old.graph.output] == ["logits"]
+    runtime = OnnxModel.from_bytes(old.SerializeToString(), "old.onnx")
+    assert not runtime.has_features
+    with pytest.raises(ValueError, match="no 'features' output"):
+        runtime.logits_and_features(np.zeros((1, 64, 64), np.uint8))
+    # With the weights at hand (a bundle on the ONNX backend): an extra PyTorch pass, as before.
+    loaded = load_bundle(calibrated_bundle)
+    fallback = Predictor._from_onnx(runtime, loaded_model=loaded, path=loaded.path).attach_ood()
+    assert fallback.ood is not None and fallback.ood.extract is not None
+    assert "extra PyTorch pass" in fallback.ood_status["features_from"]
+    assert_same_decisions(predictor.predict(ood_inputs()), fallback.predict(ood_inputs()))
+    # The file alone predicts with no warning and says why; a calibration cannot help it.
+    path = tmp_path / "old.onnx"
+    path.write_bytes(old.SerializeToString())
+    lone = Predictor.load(path)
+    pred = lone.predict(non_brain()["noise"])[0]
+    assert lone.ood is None and pred.ok and pred.warning is None
+    assert "alone" in lone.ood_status["note"]
+    with pytest.raises(ValueError, match="no features output"):
+        lone.attach_ood(predictor.ood.calibration)
+
+
+def test_onnx_file_alone_warns_when_given_the_calibration(predictor, export_proto, tmp_path,
+                                                          monkeypatch):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(export_proto.SerializeToString())
+    lone = Predictor.load(path)
+    assert lone.ood is None and lone.ood_status["calibrated"] is False
+    lone.attach_ood(predictor.ood.calibration)
+    expected = predictor.predict(ood_inputs())
+    no_pytorch_forward(monkeypatch)
+    assert_same_decisions(expected, lone.predict(ood_inputs()))
+
+
+def test_outline_and_ood_come_from_one_forward_pass(tumour_bundle, tmp_path, synthetic_slice,
+                                                    monkeypatch):
+    """A tumour-head model traced with OOD on: one backbone pass on PyTorch (it was two),
+    one onnxruntime run and no PyTorch on ONNX; outlines as without the check."""
+    folder = tmp_path / "calibrated-tumour"
+    shutil.copytree(tumour_bundle, folder)
+    calibrate_on_synthetic_slices(folder)
+    pixels = [synthetic_slice(100, seed=7, blob=(0.35, 0.35)), non_brain()["noise"]]
+    plain = Predictor.load(tumour_bundle).predict(pixels, outline=True)
+    on_torch = Predictor.load(folder)
+    on_onnx = Predictor.load(folder, backend="onnx")
+    passes = []
+    backbone = BrainTumorNet._features
+    monkeypatch.setattr(BrainTumorNet, "_features",
+                        lambda self, x: passes.append(len(x)) or backbone(self, x))
+    traced = on_torch.predict(pixels, outline=True)
+    assert passes == [2]
+    for a, b in zip(plain, traced, strict=True):
+        assert b.label == a.label and np.array_equal(b.tumour_mask, a.tumour_mask)
+    assert traced[0].warning is None and traced[1].warning == WARNING_TEXT
+    no_pytorch_forward(monkeypatch)
+    from_onnx = on_onnx.predict(pixels, outline=True)
+    assert_same_decisions(traced, from_onnx)
+    for a, b in zip(traced, from_onnx, strict=True):
+        union = (a.tumour_mask | b.tumour_mask).sum()
+        assert union == 0 or (a.tumour_mask & b.tumour_mask).sum() / union >= 0.99
+    assert traced[0].tumour_mask.any()  # an outline, so the comparison means something
 
 
 def test_calibration_file_is_checksummed(calibrated_bundle, tmp_path):

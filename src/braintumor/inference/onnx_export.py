@@ -4,6 +4,11 @@ The graph takes ``image`` (N, 1, S, S) float in [0, 1] (what ``to_model_input`` 
 returns ``logits`` (N, C), with a dynamic batch axis; a model with a tumour head
 (``braintumor.models.tumour``) also returns ``tumour_logits`` (N, 1, h, w), its raw tumour
 map on the model's own grid (upsampling and sigmoid stay in Python, shared with PyTorch).
+Last comes ``features`` (N, D): the input of the model's last ``nn.Linear``, which the
+out-of-distribution check scores (``inference/ood.py``), so the ONNX backend gets logits and
+features from one run and needs no PyTorch pass for it. Outputs are appended, never
+reordered: ``logits`` stays first and ``tumour_logits`` second, and consumers ask for outputs
+by name. Files exported before ``features`` existed lack it (see ``Predictor.attach_ood``).
 Preprocessing and the temperature stay outside the graph, in the same Python functions the
 PyTorch path uses, so the two backends cannot disagree on them; what they need is carried
 with the file:
@@ -39,6 +44,7 @@ OPSET = 18
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 TUMOUR_OUTPUT_NAME = "tumour_logits"
+FEATURES_OUTPUT_NAME = "features"
 META_PREFIX = "braintumor."
 SIDECAR_SUFFIX = ".card.json"
 
@@ -61,33 +67,61 @@ def metadata_for(loaded: LoadedModel) -> dict[str, str]:
     }
 
 
-def _exportable(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """``model`` itself, or a wrapper whose forward returns (logits, tumour_logits): the
-    exporter traces ``forward``, and a tumour-head model's ``forward`` gives logits only."""
+def _has_feature_layer(model: nn.Module) -> bool:
     from torch import nn
 
+    return any(isinstance(m, nn.Linear) for m in model.modules())
+
+
+def _exportable(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """A wrapper whose forward returns the graph's outputs in order (:func:`output_names`):
+    the exporter traces ``forward``, and a model's ``forward`` gives logits only."""
+    from torch import nn
+
+    from braintumor.inference.ood import feature_layer
     from braintumor.models.tumour import has_tumour_head
 
-    if not has_tumour_head(model):
-        return model, [OUTPUT_NAME]
+    tumour = has_tumour_head(model)
+    features = _has_feature_layer(model)
 
     # Defined here so that importing this module does not import torch.
-    class BothOutputs(nn.Module):
+    class GraphOutputs(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.inner = inner
+            self._captured: list[torch.Tensor] = []
+            if features:  # the same layer input the PyTorch extractor hooks (ood.py)
+                feature_layer(inner).register_forward_pre_hook(self._capture)
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.inner.forward_with_tumour(x)  # type: ignore[operator]  # checked above
+        def _capture(self, module: nn.Module, inputs: tuple) -> None:
+            self._captured.append(inputs[0])
 
-    return BothOutputs(model).eval(), [OUTPUT_NAME, TUMOUR_OUTPUT_NAME]
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            self._captured.clear()
+            if tumour:
+                out: tuple[torch.Tensor, ...] = tuple(
+                    self.inner.forward_with_tumour(x))  # type: ignore[operator]  # checked above
+            else:
+                out = (self.inner(x),)
+            if features:
+                feats = self._captured[-1]
+                out = (*out, feats.reshape(feats.shape[0], -1))
+            return out
+
+    return GraphOutputs(model).eval(), _names(tumour, features)
+
+
+def _names(tumour: bool, features: bool) -> list[str]:
+    return ([OUTPUT_NAME] + ([TUMOUR_OUTPUT_NAME] if tumour else [])
+            + ([FEATURES_OUTPUT_NAME] if features else []))
 
 
 def output_names(loaded: LoadedModel) -> list[str]:
-    """The graph's outputs for this bundle: ``logits``, plus ``tumour_logits`` with a head."""
+    """The graph's outputs for this bundle: ``logits``, ``tumour_logits`` with a head, then
+    ``features`` (every model whose classifier is an ``nn.Linear``)."""
     from braintumor.models.tumour import has_tumour_head
 
-    return [OUTPUT_NAME, TUMOUR_OUTPUT_NAME] if has_tumour_head(loaded.model) else [OUTPUT_NAME]
+    return _names(has_tumour_head(loaded.model), _has_feature_layer(loaded.model))
 
 
 def export_model_proto(loaded: LoadedModel, opset: int = OPSET) -> onnx.ModelProto:

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from braintumor.data.preprocess import PreprocessConfig
-from braintumor.inference.onnx_export import META_PREFIX, TUMOUR_OUTPUT_NAME, sidecar_path
+from braintumor.inference.onnx_export import (
+    FEATURES_OUTPUT_NAME,
+    META_PREFIX,
+    TUMOUR_OUTPUT_NAME,
+    sidecar_path,
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,18 @@ class OnnxModel:
         names = [o.name for o in session.get_outputs()]
         # A graph exported from a model with a tumour head carries its map as a second output.
         self._tumour_output = TUMOUR_OUTPUT_NAME if TUMOUR_OUTPUT_NAME in names else None
+        # The OOD check's features (the classifier's input); absent from older exports.
+        self._features_output = FEATURES_OUTPUT_NAME if FEATURES_OUTPUT_NAME in names else None
 
     @property
     def has_tumour_head(self) -> bool:
         """Whether the graph returns ``tumour_logits`` beside the class logits."""
         return self._tumour_output is not None
+
+    @property
+    def has_features(self) -> bool:
+        """Whether the graph returns ``features`` (exports made before it was added do not)."""
+        return self._features_output is not None
 
     @staticmethod
     def _session(model: str | bytes, threads: int | None):
@@ -149,6 +161,27 @@ class OnnxModel:
         logits, tumour = self.session.run([self._output, self._tumour_output],
                                           {self._input: _model_input(images_u8)})
         return logits, tumour
+
+    def logits_and_features(self, images_u8: np.ndarray, tumour: bool = False
+                            ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(N, S, S) uint8 -> logits (N, C), tumour logits (N, 1, h, w; None unless
+        ``tumour``) and the OOD features (N, D), all from one run.
+
+        ``ValueError`` for a graph without the features output (an export made before it
+        existed) or, with ``tumour``, without the tumour output.
+        """
+        if self._features_output is None:
+            raise ValueError(f"{self.source}: this ONNX model has no {FEATURES_OUTPUT_NAME!r} "
+                             "output (exported by an older braintumor; export it again)")
+        names = [self._output, self._features_output]
+        if tumour:
+            if self._tumour_output is None:
+                raise ValueError(f"{self.source}: this ONNX model has no "
+                                 f"{TUMOUR_OUTPUT_NAME!r} output (exported from a model "
+                                 "without a tumour head)")
+            names.append(self._tumour_output)
+        out = self.session.run(names, {self._input: _model_input(images_u8)})
+        return out[0], (out[2] if tumour else None), out[1]
 
 
 def _model_input(images_u8: np.ndarray) -> np.ndarray:

@@ -79,6 +79,18 @@ def image_checks(images_u8: np.ndarray, saturation: np.ndarray, mean_histogram: 
     )
 
 
+def feature_layer(model):
+    """The layer whose input is the OOD features: the model's last ``nn.Linear`` (its
+    classifier). One definition for the PyTorch extractor and the ONNX export's ``features``
+    output (inference/onnx_export.py), so both backends score the same vector."""
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no nn.Linear classifier: no features to score")
+    return linears[-1]
+
+
 class FeatureExtractor:
     """Logits and penultimate features (the input of the model's last ``nn.Linear``) at once.
 
@@ -88,30 +100,42 @@ class FeatureExtractor:
 
     def __init__(self, model):
         import torch
-        from torch import nn
 
         from braintumor.models.runtime import inference_copy
+        from braintumor.models.tumour import has_tumour_head
 
         self._net = inference_copy(model)
-        linears = [m for m in self._net.modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise ValueError("the model has no nn.Linear classifier: no features to score")
         self._local = threading.local()
-        linears[-1].register_forward_pre_hook(self._capture)
+        feature_layer(self._net).register_forward_pre_hook(self._capture)
         self._torch = torch
+        self.has_tumour_head = has_tumour_head(self._net)
 
     def _capture(self, module, inputs) -> None:
         self._local.features = inputs[0].detach()
 
     def __call__(self, images_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, S, S) uint8 -> logits (N, C) and features (N, D), float32, one pass."""
+        logits, _, feats = self.forward(images_u8)
+        return logits, feats
+
+    def forward(self, images_u8: np.ndarray, tumour: bool = False
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Logits, tumour logits (N, 1, h, w; None unless ``tumour``) and features from one
+        forward pass (``tumour`` needs a model with a tumour head: models/tumour.py)."""
         from braintumor.data.preprocess import to_model_input
 
         torch = self._torch
+        tumour_logits = None
         with torch.inference_mode():
             x = to_model_input(images_u8).contiguous(memory_format=torch.channels_last)
-            logits = self._net(x).float().numpy()
+            if tumour:
+                out, t = self._net.forward_with_tumour(x)  # type: ignore[operator]  # has_tumour_head
+                tumour_logits = t.float().contiguous().numpy()
+            else:
+                out = self._net(x)
+            logits = out.float().numpy()
         feats = self._local.features.float().reshape(len(logits), -1).numpy()
-        return logits, feats
+        return logits, tumour_logits, feats
 
 
 @dataclass
@@ -194,12 +218,20 @@ class OodResult:
 
 
 class OodDetector:
-    """Scores preprocessed batches against a calibration (one per Predictor)."""
+    """Scores preprocessed batches against a calibration (one per Predictor).
 
-    def __init__(self, calibration: OodCalibration, model, crop_threshold: float):
+    ``model``: the PyTorch model whose features :attr:`extract` computes; None when the
+    backend gives logits and features from its own single pass (an ONNX graph with a
+    ``features`` output), so no PyTorch copy is built. ``features_from`` says which, for
+    :func:`describe`.
+    """
+
+    def __init__(self, calibration: OodCalibration, model, crop_threshold: float,
+                 features_from: str = "the PyTorch forward pass"):
         self.calibration = calibration
-        self.extract = FeatureExtractor(model)
+        self.extract = FeatureExtractor(model) if model is not None else None
         self.crop_threshold = crop_threshold
+        self.features_from = features_from
 
     def score(self, feats: np.ndarray, images_u8: np.ndarray,
               saturation: np.ndarray) -> list[OodResult]:
@@ -277,11 +309,16 @@ def calibrate(fit_feats: np.ndarray, fit_labels: np.ndarray, val_feats: np.ndarr
     return cal
 
 
-def describe(cal: OodCalibration | None) -> dict:
-    """What /v1/model and predict's JSON say about a bundle's OOD calibration."""
+def describe(cal: OodCalibration | None, features_from: str | None = None,
+             note: str | None = None) -> dict:
+    """What /v1/model and predict's JSON say about a bundle's OOD calibration
+    (``features_from``: where the features come from; ``note``: why there are no warnings)."""
     if cal is None:
         return {"calibrated": False,
-                "note": "this bundle has no out-of-distribution calibration: predictions "
-                        "carry no warning (run `braintumor calibrate-ood`)"}
-    return {"calibrated": True, "warning": WARNING_TEXT,
-            "thresholds": dict(cal.thresholds), **json.loads(json.dumps(cal.info))}
+                "note": note or "this bundle has no out-of-distribution calibration: "
+                                "predictions carry no warning (run `braintumor calibrate-ood`)"}
+    out = {"calibrated": True, "warning": WARNING_TEXT,
+           "thresholds": dict(cal.thresholds), **json.loads(json.dumps(cal.info))}
+    if features_from:
+        out["features_from"] = features_from
+    return out

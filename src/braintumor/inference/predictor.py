@@ -118,7 +118,8 @@ class Predictor:
 
     def __init__(self, *, name: str, checksum: str, classes: list[str], card: dict,
                  preprocess_config: PreprocessConfig, temperature: float, backend: str,
-                 logits_fn, loaded_model=None, path: Path | None = None, tumour_fn=None):
+                 logits_fn, loaded_model=None, path: Path | None = None, tumour_fn=None,
+                 features_fn=None):
         """Use :meth:`load`; this constructor wires an already-loaded backend.
 
         ``logits_fn(images_u8 (N, S, S) uint8) -> (N, C) logits`` is the only thing that
@@ -126,6 +127,9 @@ class Predictor:
         with temperature) is shared so the backends cannot drift apart. ``tumour_fn``
         (models with a tumour head only) gives ``(logits, tumour_logits (N, 1, h, w))`` from
         the same single forward pass; the outline is built from it by shared code too.
+        ``features_fn(images_u8, tumour: bool) -> (logits, tumour_logits or None, features)``
+        (an ONNX graph with a ``features`` output) gives the out-of-distribution check its
+        features from that one pass as well; without it the check hooks a PyTorch copy.
         """
         self.name = name
         self.checksum = checksum
@@ -137,6 +141,7 @@ class Predictor:
         self.path = path
         self._logits_fn = logits_fn
         self._tumour_fn = tumour_fn
+        self._features_fn = features_fn
         self.tumour_threshold = card_threshold(card) if tumour_fn is not None else None
         self._loaded = loaded_model  # LoadedModel (PyTorch) when available: Grad-CAM needs it
         self._explainer: Explainer | None = None  # built on first use
@@ -211,26 +216,49 @@ class Predictor:
         """Score inputs for out-of-distribution warnings (the bundle's ``ood.safetensors``).
 
         ``calibration``: an :class:`~braintumor.inference.ood.OodCalibration` to use instead
-        of the bundle's. Needs the PyTorch model (the features); an ``.onnx`` file alone, or
-        a bundle without calibration, predicts with no warning. Returns ``self``.
+        of the bundle's. The features come from the same forward pass as the logits: the
+        PyTorch model's (a hook on its classifier) or the ONNX graph's ``features`` output.
+        An ONNX export made before that output existed gets them from an extra PyTorch pass
+        when the weights are at hand, and otherwise cannot be scored (``ValueError`` when a
+        ``calibration`` is passed). An ``.onnx`` file alone has no calibration file, so it
+        predicts with no warning unless given one. A bundle without calibration predicts with
+        no warning. Returns ``self``.
         """
         from braintumor.inference.ood import OodCalibration, OodDetector
 
-        if self._loaded is None:
-            return self
-        if calibration is None and self.path is not None:
+        if calibration is None:
+            if self._loaded is None or self.path is None:
+                return self  # an .onnx file alone: the calibration file lives in the bundle
             calibration = OodCalibration.from_bundle(self.path, self.card)
-        if calibration is not None:
-            self.ood = OodDetector(calibration, self._loaded.model,
-                                   self.preprocess_config.crop_threshold)
+            if calibration is None:
+                return self
+        crop = self.preprocess_config.crop_threshold
+        if self.backend == "onnx" and self._features_fn is not None:
+            self.ood = OodDetector(calibration, None, crop,
+                                   features_from="the ONNX graph's features output, same run")
+        elif self._loaded is not None:
+            source = ("the PyTorch forward pass" if self.backend == "torch" else
+                      "an extra PyTorch pass: this ONNX export has no features output "
+                      "(export it again)")
+            self.ood = OodDetector(calibration, self._loaded.model, crop, features_from=source)
+        else:
+            raise ValueError(f"{self.path}: this ONNX export has no features output and no "
+                             "PyTorch weights are at hand, so its inputs cannot be scored; "
+                             "export it again with `braintumor export`")
         return self
 
     @property
     def ood_status(self) -> dict:
         """Whether predictions carry OOD warnings, and the calibration's thresholds."""
-        from braintumor.inference.ood import describe
+        from braintumor.inference.ood import CARD_SECTION, describe
 
-        return describe(self.ood.calibration if self.ood is not None else None)
+        if self.ood is not None:
+            return describe(self.ood.calibration, self.ood.features_from)
+        note = None
+        if self._loaded is None and self.card.get(CARD_SECTION):
+            note = ("an .onnx file alone carries no calibration file: predictions carry no "
+                    "warning (load the bundle with backend='onnx' for warnings)")
+        return describe(None, note=note)
 
     @classmethod
     def _from_onnx(cls, onnx_model, loaded_model, path: Path) -> Predictor:
@@ -239,7 +267,8 @@ class Predictor:
                    preprocess_config=meta.preprocess, temperature=meta.temperature,
                    backend="onnx", logits_fn=onnx_model.logits, loaded_model=loaded_model,
                    path=path,
-                   tumour_fn=onnx_model.logits_and_tumour if onnx_model.has_tumour_head else None)
+                   tumour_fn=onnx_model.logits_and_tumour if onnx_model.has_tumour_head else None,
+                   features_fn=onnx_model.logits_and_features if onnx_model.has_features else None)
 
     def __repr__(self) -> str:
         return (f"Predictor({self.name}, backend={self.backend}, classes={self.classes}, "
@@ -406,24 +435,29 @@ class Predictor:
         """Logits, the raw tumour maps (None unless ``trace``), and an OodResult per image
         (None each without a calibration).
 
-        With PyTorch one forward pass gives logits and features; with onnxruntime the
-        features come from an extra PyTorch pass (the exported graph has no features output).
-        Tracing takes logits and tumour maps from one pass of the tumour head, and the
-        features, when calibrated, from the OOD extractor's own pass.
+        One forward pass gives logits, tumour maps (when tracing) and the OOD features: the
+        PyTorch model's hooked pass, or one onnxruntime run of a graph with a ``features``
+        output. Only an ONNX export made before that output existed needs an extra PyTorch
+        pass for the features.
         """
-        tumour_logits = None
-        if trace:  # one forward pass gives both the class and the tumour map
-            assert self._tumour_fn is not None  # trace is asked only of tumour-head models
-            logits, tumour_logits = self._tumour_fn(batch)
-        if self.ood is None:
-            if not trace:
+        ood, tumour_logits = self.ood, None
+        if ood is not None and ood.extract is None:  # the ONNX graph's features output
+            assert self._features_fn is not None  # attach_ood builds no extractor only then
+            logits, tumour_logits, feats = self._features_fn(batch, trace)
+        elif ood is not None and ood.extract is not None and self.backend == "torch":
+            logits, tumour_logits, feats = ood.extract.forward(batch, tumour=trace)
+        else:  # no calibration, or an old ONNX export whose features need a PyTorch pass
+            if trace:  # one forward pass gives both the class and the tumour map
+                assert self._tumour_fn is not None  # trace is asked only of tumour-head models
+                logits, tumour_logits = self._tumour_fn(batch)
+            else:
                 logits = self._logits_fn(batch)
-            return logits, tumour_logits, [None] * len(prepared)
-        ood_logits, feats = self.ood.extract(batch)
-        if not trace:
-            logits = ood_logits if self.backend == "torch" else self._logits_fn(batch)
+            if ood is None or ood.extract is None:
+                return logits, tumour_logits, [None] * len(prepared)
+            feats = ood.extract(batch)[1]
+        assert ood is not None
         saturation = np.array([p.loaded.meta.saturation for p in prepared])
-        return logits, tumour_logits, self.ood.score(feats, batch, saturation)
+        return logits, tumour_logits, ood.score(feats, batch, saturation)
 
     def _failure(self, source: str, reason: str, seconds: float) -> Prediction:
         return Prediction(source=source, label=None, probabilities={}, model=self.name,
