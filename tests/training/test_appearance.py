@@ -246,3 +246,14 @@ def test_a_run_trains_with_the_robust_recipes_augmentation_and_masks(tiny_data, 
     train(cfg)
     assert (tmp_path / "run" / "bundle" / "model.safetensors").is_file()
     assert load_config(tmp_path / "run" / "config.yaml").augment == robust
+
+
+def test_candidate_config_is_v2_plus_the_robust_shift_ops():
+    """The one candidate bundle for issues 22 and 23: the lesion-grounded recipe with the
+    robust recipe's augmentation, nothing else changed."""
+    v2 = load_config(CONFIGS / "experiments" / "braintumor-net-v2.yaml").to_dict()
+    robust = load_config(CONFIGS / "experiments" / "braintumor-net-robust.yaml").to_dict()
+    candidate = load_config(CONFIGS / "experiments" / "braintumor-net-v2-robust.yaml").to_dict()
+    assert {k for k in v2 if v2[k] != candidate[k]} == {"augment"}
+    assert candidate["augment"] == robust["augment"]
+    assert candidate["model"] == "braintumor-net-v2" and candidate["mask_loss"] == "dice-bce"
