@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import test_scores  # noqa: E402
+from _common import test_scores, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -100,8 +99,7 @@ def main() -> None:
 def _write(args: argparse.Namespace, base, total_epochs: int, rows: list[dict]) -> None:
     result = {"label": args.label, "command": "python " + " ".join(sys.argv),
               "config": base.to_dict(), "total_epochs": total_epochs, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
 
 
 def _line(r: dict) -> str:

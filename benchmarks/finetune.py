@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import test_scores  # noqa: E402
+from _common import test_scores, write_result  # noqa: E402
 
 TWO_CLASS = "tumour=glioma+meningioma+pituitary,notumor=notumor"
 
@@ -105,8 +105,7 @@ def main() -> None:
 def _write(args: argparse.Namespace, base, rows: list[dict]) -> None:
     result = {"label": args.label, "command": "python " + " ".join(sys.argv),
               "parent": args.parent, "config": base.to_dict(), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":
